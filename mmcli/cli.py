@@ -1,0 +1,240 @@
+"""The `mm` command line. Each command parses its arguments and calls one library function.
+
+Nothing heavy is imported at module level, so `mm --help` answers without loading torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+app = typer.Typer(
+    name="mm",
+    help="Train, evaluate and serve multimodal (image + text) classifiers from a CSV manifest.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file (see `mm config`).")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable)."),
+]
+LabelOpt = Annotated[Optional[str], typer.Option("--label", help="Name of the label column (default: label).")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder (default: ~/.cache/mmcli/...).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn MMError into a one-line message and its exit code; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from mmcli.errors import MMError
+
+        try:
+            return fn(*args, **kwargs)
+        except MMError as exc:
+            from mmcli.progress import console
+
+            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            code = 130 if str(exc).startswith("interrupted") else exc.exit_code
+            raise typer.Exit(code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _config(config: Path | None, overrides: list[str] | None, label: str | None):
+    from mmcli.config import load_config
+
+    sets = list(overrides or [])
+    if label:
+        sets.append(f"data.label={label}")
+    return load_config(config, sets)
+
+
+@app.command()
+@handle_errors
+def preprocess(
+    csv: Annotated[Path, typer.Argument(help="CSV manifest with a header (image paths, texts, label).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Cache folder to write.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    label: LabelOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate every row and build the cache (decoded images, token ids, labels); list bad rows."""
+    from mmcli.preprocess import preprocess as run_preprocess
+
+    summary = run_preprocess(csv, _config(config, set_, label), output)
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+@handle_errors
+def train(
+    csv: Annotated[Optional[Path], typer.Argument(help="CSV manifest (optional with --resume).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default runs/<time>).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    label: LabelOpt = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run folder.")] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Train a model (zero-config: columns inferred) and write a run folder; runs/latest points at it."""
+    from mmcli.train import train as run_train
+
+    run = run_train(csv, _config(config, set_, label), output, resume, cache_dir)
+    typer.echo(str(run))
+
+
+@app.command("eval")
+@handle_errors
+def eval_(
+    run: Annotated[Path, typer.Argument(help="Run folder, e.g. runs/latest.")],
+    csv: Annotated[Path, typer.Argument(help="CSV manifest with labels to score.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder for metrics.json + report.md "
+                                                   "(default: the run folder).")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="Score only rows of this split (train/val/test).")]
+    = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Score a trained run on a labelled CSV: metrics.json, report.md and a table."""
+    from mmcli.evaluate import evaluate_run
+    from mmcli.runs import resolve_run
+
+    metrics = evaluate_run(resolve_run(run), csv, split=split, out_dir=output)
+    if json_out:
+        typer.echo(json.dumps(metrics, indent=2))
+    else:
+        from mmcli.progress import console
+        from mmcli.report import metrics_table, per_class_table
+
+        console.print(metrics_table(metrics, title=f"{csv}"))
+        console.print(per_class_table(metrics))
+
+
+def _split_predict_args(args: list[str]) -> tuple[Path | None, list[str]]:
+    """[RUN] then inputs: the first argument is the run when it is a folder with a config.yaml."""
+    if args and Path(args[0]).is_dir() and (Path(args[0]) / "config.yaml").exists():
+        return Path(args[0]), args[1:]
+    return None, args
+
+
+@app.command()
+@handle_errors
+def predict(
+    args: Annotated[Optional[list[str]], typer.Argument(help="[RUN] IMAGE TEXT, or [RUN] data.csv for a batch.")]
+    = None,
+    image: Annotated[Optional[str], typer.Option("--image", help="Image path (instead of a positional one).")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="Text (instead of a positional one).")] = None,
+    inputs: Annotated[Optional[list[str]], typer.Option("--input", help="column=value for models with several "
+                                                        "image/text columns (repeatable).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Batch mode: predictions CSV to write.")]
+    = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many labels to show.")] = 5,
+    json_out: JsonOpt = False,
+) -> None:
+    """Top-k labels with probabilities for one input, or a predictions CSV for a whole manifest."""
+    from mmcli.errors import UsageError
+    from mmcli.predict import predict_csv, predict_one
+    from mmcli.runs import resolve_run
+
+    run_arg, rest = _split_predict_args(list(args or []))
+    run = resolve_run(run_arg)
+    if len(rest) == 1 and rest[0].lower().endswith((".csv", ".tsv")) and Path(rest[0]).is_file():
+        out = predict_csv(run, Path(rest[0]), output)
+        typer.echo(json.dumps({"predictions": str(out)}) if json_out else str(out))
+        return
+    image, text = _positional_inputs(rest, image, text)
+    extra = dict(_parse_pair(p) for p in inputs or [])
+    if image is None and text is None and not extra:
+        raise UsageError("nothing to predict: give IMAGE and/or TEXT, --image/--text, or a CSV")
+    top = predict_one(run, image, text, extra, top_k)
+    if json_out:
+        typer.echo(json.dumps({"run": str(run), "predictions": top}, indent=2))
+        return
+    from rich.table import Table
+
+    from mmcli.progress import console
+
+    table = Table(title=f"prediction ({run.name})")
+    table.add_column("label")
+    table.add_column("probability", justify="right")
+    for p in top:
+        table.add_row(p["label"], f"{p['probability']:.4f}")
+    console.print(table)
+    typer.echo(top[0]["label"])
+
+
+def _parse_pair(text: str) -> tuple[str, str]:
+    from mmcli.errors import UsageError
+
+    if "=" not in text:
+        raise UsageError(f"--input expects column=value, got {text!r}")
+    k, v = text.split("=", 1)
+    return k.strip(), v
+
+
+def _positional_inputs(rest: list[str], image: str | None, text: str | None) -> tuple[str | None, str | None]:
+    """Positional inputs: an existing file or a name with an image extension is the image; the rest is text."""
+    from mmcli.data.manifest import IMAGE_EXTENSIONS
+    from mmcli.errors import UsageError
+
+    for value in rest:
+        if image is None and (Path(value).is_file() or value.lower().endswith(IMAGE_EXTENSIONS)):
+            image = value
+        elif text is None:
+            text = value
+        else:
+            raise UsageError(f"too many inputs: {rest!r}; expected [RUN] IMAGE TEXT")
+    return image, text
+
+
+@app.command("list")
+def list_components() -> None:
+    """List the registered image encoders, text encoders and fusions."""
+    from mmcli.models.fusion import FUSIONS
+    from mmcli.models.image import IMAGE_ENCODERS
+    from mmcli.models.text import TEXT_ENCODERS
+
+    for reg in (IMAGE_ENCODERS, TEXT_ENCODERS, FUSIONS):
+        typer.echo(f"{reg.kind}s:")
+        for name in reg.names():
+            typer.echo(f"  {name:<16} {reg.doc(name)}")
+
+
+@app.command("config")
+@handle_errors
+def show_config(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    keys: Annotated[bool, typer.Option("--keys", help="List every key with its default and help.")] = False,
+) -> None:
+    """Print the resolved config as YAML (defaults <- --config <- --set)."""
+    from mmcli.config import describe_keys, dump_config
+
+    if keys:
+        for key, default, help_text in describe_keys():
+            typer.echo(f"{key:<26} {default:<14} {help_text}")
+        return
+    typer.echo(dump_config(_config(config, set_, None)), nl=False)
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,230 @@
+"""One typed, nested config: defaults <- YAML file <- `--set a.b=c` overrides.
+
+Every key is a dataclass field; unknown keys and values of the wrong type or outside their choices raise a
+`UsageError` that names the key and what is allowed. No torch import here: the CLI loads this for `--help`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmcli.errors import UsageError
+
+
+def opt(default: Any, help: str, choices: tuple | None = None, **kw: Any) -> Any:
+    """A config field with help text and (optionally) the allowed values."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class DataConfig:
+    label: str = opt("label", "label column name")
+    image_columns: list[str] | None = opt(None, "image columns (paths); inferred when null")
+    text_columns: list[str] | None = opt(None, "text columns; inferred when null (the other string columns)")
+    split_column: str = opt("split", "optional column with train/val/test per row")
+    val_fraction: float = opt(0.15, "share of rows held out for validation when there is no split column")
+    image_size: int = opt(64, "images are resized (shorter side) and centre-cropped to this size in the cache")
+    max_tokens: int = opt(32, "texts are truncated to this many tokens")
+    tokenizer: str = opt("wordpiece", "tokenizer trained on the training texts", ("wordpiece", "bpe"))
+    vocab_size: int = opt(8000, "maximum vocabulary size of a trained tokenizer")
+    max_bad_fraction: float = opt(0.05, "fail (exit 1) when more than this share of rows is bad")
+    allow_missing: bool = opt(False, "a row may lack some (not all) of its inputs; else such a row is bad")
+    max_image_pixels: int = opt(50_000_000, "images with more pixels are refused (decompression bombs)")
+    workers: int = opt(0, "worker processes that decode images while preprocessing (0: in-process)")
+
+
+@dataclass
+class ModelConfig:
+    image_encoder: str = opt("cnn", "encoder for every image column (see `mm list`)")
+    text_encoder: str = opt("bow", "encoder for every text column (see `mm list`)")
+    encoders: dict[str, str] = opt({}, "per-column encoder overrides, {column: encoder name}")
+    fusion: str = opt("concat", "how modality embeddings are combined (see `mm list`)")
+    embed_dim: int = opt(128, "width D of every from-scratch encoder's output [B, D]")
+    hidden_dim: int = opt(256, "hidden width of the classifier head (0: a single linear layer)")
+    dropout: float = opt(0.2, "dropout before and inside the head")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = opt(20, "maximum number of epochs")
+    batch_size: int = opt(64, "rows per optimisation step")
+    lr: float = opt(3e-3, "peak learning rate (AdamW)")
+    weight_decay: float = opt(0.01, "AdamW weight decay")
+    warmup: float = opt(0.05, "share of all steps spent warming the learning rate up, then cosine decay")
+    grad_clip: float = opt(1.0, "clip the gradient norm to this value (0: off)")
+    monitor: str = opt("val_accuracy", "validation metric for early stopping and the best checkpoint",
+                       ("val_accuracy", "val_macro_f1", "val_loss"))
+    patience: int = opt(5, "stop after this many epochs without improvement (0: never stop early)")
+    seed: int = opt(0, "random seed (splits, initialisation, shuffling, augmentation)")
+    augment: bool = opt(True, "random crops and flips of training images")
+    label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
+    modality_dropout: float = opt(0.0, "probability of hiding each modality of a training row")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int = opt(0, "torch CPU threads (0: torch's default)")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the annotated type `tp`; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except UsageError:
+                pass
+        raise UsageError(f"config key '{key}': expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise UsageError(f"config key '{key}': expected a list, got {value!r}")
+        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise UsageError(f"config key '{key}': expected a mapping, got {value!r}")
+        return {_coerce(key, k, kt): _coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise UsageError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+
+
+def _merge(obj: Any, updates: dict, prefix: str = "") -> None:
+    """Apply a nested dict of updates onto a dataclass instance, strictly."""
+    if not isinstance(updates, dict):
+        raise UsageError(f"config section '{prefix.rstrip('.') or 'root'}' must be a mapping, got {updates!r}")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
+    for name, value in updates.items():
+        key = f"{prefix}{name}"
+        if name not in fields:
+            raise UsageError(f"unknown config key '{key}'; valid keys here: {', '.join(fields)}")
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, prefix=f"{key}.")
+            continue
+        value = _coerce(key, value, hints[name])
+        choices = fields[name].metadata.get("choices")
+        if choices and value not in choices:
+            raise UsageError(f"config key '{key}': {value!r} is not one of {', '.join(map(str, choices))}")
+        setattr(obj, name, value)
+
+
+def _validate(cfg: Config) -> None:
+    checks = [
+        ("data.val_fraction", 0.0 <= cfg.data.val_fraction < 1.0, "must be in [0, 1)"),
+        ("data.image_size", cfg.data.image_size >= 8, "must be at least 8"),
+        ("data.max_tokens", cfg.data.max_tokens >= 1, "must be at least 1"),
+        ("data.max_bad_fraction", 0.0 <= cfg.data.max_bad_fraction <= 1.0, "must be in [0, 1]"),
+        ("model.embed_dim", cfg.model.embed_dim >= 1, "must be positive"),
+        ("model.dropout", 0.0 <= cfg.model.dropout < 1.0, "must be in [0, 1)"),
+        ("train.epochs", cfg.train.epochs >= 1, "must be at least 1"),
+        ("train.batch_size", cfg.train.batch_size >= 1, "must be at least 1"),
+        ("train.lr", cfg.train.lr > 0, "must be positive"),
+        ("train.warmup", 0.0 <= cfg.train.warmup < 1.0, "must be in [0, 1)"),
+        ("train.modality_dropout", 0.0 <= cfg.train.modality_dropout < 1.0, "must be in [0, 1)"),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise UsageError(f"config key '{key}' {why}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=c` -> (["a", "b"], parsed c). Values are read as YAML scalars: 3e-4, true, [a, b]."""
+    if "=" not in text:
+        raise UsageError(f"--set expects key=value (e.g. train.lr=3e-4), got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise UsageError(f"--set: bad key {key!r} (expected dotted names such as train.epochs)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML reads 3e-4 as a string (no dot); accept it as a number.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in "eE.") else value
+        except ValueError:
+            pass
+    return key.split("."), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (), base: dict | None = None) -> Config:
+    """Build the resolved config: defaults <- `base` (a saved run's config) <- YAML `path` <- `overrides`."""
+    cfg = Config()
+    if base:
+        _merge(cfg, base)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise UsageError(f"config file {path} is not valid YAML: {exc}") from None
+        _merge(cfg, data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested: Any = value
+        for part in reversed(keys):
+            nested = {part: nested}
+        _merge(cfg, nested)
+    _validate(cfg)
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def describe_keys() -> list[tuple[str, str, str]]:
+    """(key, default, help) for every config key, for `mm config --help`-style listings."""
+    rows = []
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(section.default_factory()):  # type: ignore[misc]
+            choices = f.metadata.get("choices")
+            help_text = f.metadata["help"] + (f" ({'|'.join(choices)})" if choices else "")
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            rows.append((f"{section.name}.{f.name}", repr(default), help_text))
+    return rows

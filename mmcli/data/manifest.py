@@ -1,0 +1,180 @@
+"""Read a CSV manifest, infer column roles and resolve image paths.
+
+Row numbers are file line numbers as a spreadsheet shows them: the header is row 1, the first data row is row 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmcli.errors import DataError, UsageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Manifest:
+    """A parsed CSV: rows as dicts of strings plus the role of every column."""
+
+    path: Path
+    header: list[str]
+    rows: list[dict[str, str]]
+    row_numbers: list[int]
+    image_columns: list[str]
+    text_columns: list[str]
+    label_column: str | None
+    split_column: str | None
+    ignored_columns: list[str] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def inputs(self) -> list[str]:
+        return self.image_columns + self.text_columns
+
+    def resolve(self, value: str) -> Path:
+        """An image cell -> a path; relative paths resolve against the CSV's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: not UTF-8 text (bad byte at line {line}); re-save the CSV as UTF-8 "
+            f"(e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`)"
+        ) from None
+
+
+def _sniff_delimiter(text: str) -> str:
+    first = text.split("\n", 1)[0]
+    counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    # `|` is also the multi-label separator, so only pick it when nothing else splits the header.
+    if best == "|" and (counts[","] or counts[";"] or counts["\t"]):
+        best = max((",", ";", "\t"), key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def read_table(path: str | Path) -> tuple[list[str], list[dict[str, str]], list[int]]:
+    """CSV -> (header, rows, row numbers). Fails on an empty file or a bad header."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"manifest not found: {path}")
+    text = _decode(path.read_bytes(), path)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty; a manifest needs a header row and data rows")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
+    try:
+        header = [h.strip() for h in next(reader)]
+        records = list(reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}: cannot parse CSV: {exc}") from None
+    missing = [i + 1 for i, h in enumerate(header) if not h]
+    if missing:
+        raise DataError(f"{path}: header column(s) {missing} have no name; give every column a name")
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataError(f"{path}: duplicate header column(s): {', '.join(dupes)}; column names must be unique")
+    rows, numbers = [], []
+    line = 1
+    for rec in records:
+        line += 1
+        if not any(cell.strip() for cell in rec):
+            continue  # blank lines carry no row
+        cells = rec + [""] * (len(header) - len(rec))
+        row = {h: cells[i].strip() for i, h in enumerate(header)}
+        if len(rec) > len(header):
+            row["__extra__"] = f"{len(rec)} cells for {len(header)} columns"
+        rows.append(row)
+        numbers.append(line)
+    if not rows:
+        raise DataError(f"{path}: header only, no data rows")
+    return header, rows, numbers
+
+
+def _looks_like_image(values: list[str]) -> bool:
+    filled = [v for v in values if v]
+    if not filled:
+        return False
+    hits = sum(v.lower().endswith(IMAGE_EXTENSIONS) for v in filled)
+    return hits >= 0.8 * len(filled)
+
+
+def _is_numeric(values: list[str]) -> bool:
+    filled = [v for v in values if v]
+    try:
+        [float(v) for v in filled]
+    except ValueError:
+        return False
+    return bool(filled)
+
+
+def _check_columns(path: Path, header: list[str], names: list[str], what: str) -> None:
+    for name in names:
+        if name not in header:
+            raise UsageError(f"{path}: {what} column '{name}' not in the CSV; columns are: {', '.join(header)}")
+
+
+def infer_roles(
+    path: Path,
+    header: list[str],
+    rows: list[dict[str, str]],
+    label: str | None,
+    image_columns: list[str] | None,
+    text_columns: list[str] | None,
+    split_column: str | None,
+) -> tuple[list[str], list[str], str | None, str | None, list[str]]:
+    """Decide which columns are images, texts, the label and the split. Returns (images, texts, label, split,
+    ignored). A `label` that is absent is allowed (prediction input); the caller decides whether it is needed."""
+    label_col = label if label in header else None
+    split_col = split_column if split_column and split_column in header else None
+    taken = {c for c in (label_col, split_col) if c}
+    if image_columns is not None:
+        _check_columns(path, header, image_columns, "image")
+    if text_columns is not None:
+        _check_columns(path, header, text_columns, "text")
+    candidates = [h for h in header if h not in taken]
+    sample = rows[:200]
+    if image_columns is None:
+        image_columns = [h for h in candidates if _looks_like_image([r[h] for r in sample])]
+    ignored: list[str] = []
+    if text_columns is None:
+        text_columns = []
+        for h in candidates:
+            if h in image_columns:
+                continue
+            if _is_numeric([r[h] for r in sample]) or h.lower() in ("id", "index"):
+                ignored.append(h)
+            else:
+                text_columns.append(h)
+    if not image_columns and not text_columns:
+        raise UsageError(
+            f"{path}: found no image or text input columns among {', '.join(header)}; "
+            "set data.image_columns / data.text_columns"
+        )
+    return image_columns, text_columns, label_col, split_col, ignored
+
+
+def read_manifest(path: str | Path, data_cfg, need_label: bool = True) -> Manifest:
+    """Read `path` and infer column roles from `data_cfg` (a DataConfig)."""
+    path = Path(path)
+    header, rows, numbers = read_table(path)
+    images, texts, label_col, split_col, ignored = infer_roles(
+        path, header, rows, data_cfg.label, data_cfg.image_columns, data_cfg.text_columns, data_cfg.split_column
+    )
+    if need_label and label_col is None:
+        raise UsageError(
+            f"{path}: no label column '{data_cfg.label}'; columns are: {', '.join(header)} "
+            "(pick one with --label NAME or --set data.label=NAME)"
+        )
+    return Manifest(path, header, rows, numbers, images, texts, label_col, split_col, ignored)

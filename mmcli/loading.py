@@ -1,0 +1,82 @@
+"""Load a finished run folder (config, labels, tokenizer, best weights) and prepare new CSVs for it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from mmcli.config import Config, load_config
+from mmcli.errors import MMError
+
+
+@dataclass
+class LoadedRun:
+    run: Path
+    cfg: Config
+    labels: list[str]
+    tokenizer: object | None
+    model: object
+    device: str
+    inputs: list[dict]
+
+
+def resolve_device(name: str) -> str:
+    """auto -> cuda, then mps, then cpu."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from mmcli.errors import UsageError
+
+        raise UsageError(f"device {name!r} requested but CUDA is not available; use --set train.device=cpu")
+    return name
+
+
+def run_inputs(cfg: Config) -> list[dict]:
+    return [{"name": c, "kind": "image"} for c in cfg.data.image_columns or []] + [
+        {"name": c, "kind": "text"} for c in cfg.data.text_columns or []
+    ]
+
+
+def load_run(run: Path, device: str | None = None) -> LoadedRun:
+    from mmcli.models.classifier import build_model
+    from mmcli.runs import load_weights
+    from mmcli.text import load_tokenizer
+
+    try:
+        saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        labels = json.loads((run / "labels.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise MMError(f"{run}: cannot read config.yaml/labels.json: {exc}") from None
+    cfg = load_config(base=saved)
+    tok_file = run / "tokenizer" / "tokenizer.json"
+    tokenizer = load_tokenizer(tok_file) if tok_file.exists() else None
+    vocab = tokenizer.get_vocab_size() if tokenizer else None
+    inputs = run_inputs(cfg)
+    model = build_model(cfg, inputs, len(labels), vocab)
+    load_weights(model, run / "model.safetensors")
+    dev = resolve_device(device or cfg.train.device)
+    model.to(dev).eval()
+    return LoadedRun(run, cfg, labels, tokenizer, model, dev, inputs)
+
+
+def prepare_csv(loaded: LoadedRun, csv: Path, need_label: bool, cache_dir: Path | None = None):
+    """Validate and cache `csv` with the run's columns, tokenizer and classes. -> (Cache, bad rows)."""
+    from mmcli.data.cache import build_cache, check_bad_share
+    from mmcli.data.manifest import read_manifest
+
+    man = read_manifest(csv, loaded.cfg.data, need_label=need_label)
+    if not need_label:
+        man.label_column = None
+        man.split_column = None
+    cache, bad, _ = build_cache(man, loaded.cfg, cache_dir, tokenizer=loaded.tokenizer, label_names=loaded.labels)
+    check_bad_share(bad, len(man.rows), loaded.cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
+    return cache, bad

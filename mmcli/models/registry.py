@@ -1,0 +1,36 @@
+"""Registries by short name (one dict per kind); an unknown name lists the valid ones."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from mmcli.errors import UsageError
+
+
+class Registry:
+    """name -> builder. `@REG.register("cnn")` on a builder; `REG.build("cnn", **kwargs)`."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._builders: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable:
+        def wrap(fn: Callable) -> Callable:
+            self._builders[name] = fn
+            return fn
+
+        return wrap
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def get(self, name: str) -> Callable:
+        if name not in self._builders:
+            raise UsageError(f"unknown {self.kind} '{name}'; valid names: {', '.join(self.names())}")
+        return self._builders[name]
+
+    def build(self, name: str, **kwargs: Any) -> Any:
+        return self.get(name)(**kwargs)
+
+    def doc(self, name: str) -> str:
+        return ((self._builders[name].__doc__ or "").strip().splitlines() or [""])[0]

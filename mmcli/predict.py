@@ -1,0 +1,108 @@
+"""Prediction from a run folder: one input (image and/or text) or a whole CSV (in input order)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmcli.errors import DataError, UsageError
+from mmcli.files import atomic_write_text
+from mmcli.loading import LoadedRun, load_run, prepare_csv
+
+
+def _single_batch(loaded: LoadedRun, values: dict[str, str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """{column: image path or text} -> (inputs of batch size 1, present `[1, M]`)."""
+    from mmcli import text as textlib
+    from mmcli.data.dataset import image_specs
+    from mmcli.vision import ImageProblem, load_image, normalize, resize_crop
+
+    specs = image_specs(loaded.model)
+    cfg = loaded.cfg
+    inputs, present = {}, []
+    for inp in loaded.inputs:
+        name, value = inp["name"], values.get(inp["name"], "")
+        present.append(bool(value))
+        if inp["kind"] == "image":
+            img = torch.zeros(3, cfg.data.image_size, cfg.data.image_size, dtype=torch.uint8)
+            if value:
+                try:
+                    img = resize_crop(load_image(value, cfg.data.max_image_pixels), cfg.data.image_size)
+                except ImageProblem as exc:
+                    raise DataError(f"{value}: {exc}") from None
+            if img.shape[-1] != specs[name].size:  # same order as batches: resize uint8, then normalise
+                from torchvision.transforms.v2 import functional as F
+
+                img = F.resize(img, [specs[name].size, specs[name].size], antialias=True)
+            inputs[name] = normalize(img.unsqueeze(0), specs[name].mean, specs[name].std).to(loaded.device)
+        else:
+            ids = textlib.encode(loaded.tokenizer, [value], cfg.data.max_tokens)
+            inputs[name] = torch.from_numpy(ids.astype(np.int64)).to(loaded.device)
+    if not any(present):
+        raise UsageError("give at least one input: an image path and/or a text "
+                         f"(this model takes {', '.join(i['name'] + ' (' + i['kind'] + ')' for i in loaded.inputs)})")
+    return inputs, torch.tensor([present], device=loaded.device)
+
+
+def assign_inputs(loaded: LoadedRun, image: str | None, text: str | None, extra: dict[str, str]) -> dict[str, str]:
+    """Map the positional image/text onto the first image/text column; `extra` names columns explicitly."""
+    values = dict(extra)
+    names = {i["name"] for i in loaded.inputs}
+    unknown = set(values) - names
+    if unknown:
+        raise UsageError(f"unknown input column(s) {', '.join(sorted(unknown))}; this model takes {', '.join(names)}")
+    for kind, value in (("image", image), ("text", text)):
+        if value is None:
+            continue
+        slots = [i["name"] for i in loaded.inputs if i["kind"] == kind and i["name"] not in values]
+        if not slots:
+            raise UsageError(f"this model has no (free) {kind} input for {value!r}")
+        values[slots[0]] = value
+    return values
+
+
+@torch.inference_mode()
+def predict_one(run: Path, image: str | None = None, text: str | None = None, extra: dict[str, str] | None = None,
+                top_k: int = 5) -> list[dict]:
+    """-> [{"label", "probability"}] for the top-k classes, most likely first."""
+    loaded = load_run(run)
+    inputs, present = _single_batch(loaded, assign_inputs(loaded, image, text, extra or {}))
+    probs = torch.softmax(loaded.model(inputs, present).float(), dim=1)[0].cpu()
+    k = min(top_k, len(loaded.labels))
+    values, idx = probs.topk(k)
+    return [{"label": loaded.labels[int(i)], "probability": float(v)} for v, i in zip(values, idx)]
+
+
+def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: int | None = None) -> Path:
+    """Predict every row of `csv_path`; write one output row per input row, in input order. Rows that could not be
+    read keep their place with an empty prediction and the reason in `error`."""
+    from mmcli.data.dataset import Batches, image_specs
+    from mmcli.evaluate import predict_probs
+
+    loaded = load_run(run)
+    cache, bad = prepare_csv(loaded, csv_path, need_label=False)
+    idx = cache.indices()
+    if len(idx) == 0:
+        raise DataError(f"{csv_path}: no usable rows (see {cache.dir / 'bad_rows.csv'})")
+    batches = Batches(cache, idx, batch_size or loaded.cfg.train.batch_size * 2, image_specs(loaded.model),
+                      device=loaded.device)
+    probs, _, positions = predict_probs(loaded.model, batches)
+    by_pos = {int(p): probs[k] for k, p in enumerate(positions)}
+    errors = {b.row: f"{b.column}: {b.reason}" for b in bad}
+    out = Path(out) if out else csv_path.with_name(f"{csv_path.stem}.predictions.csv")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["row", "prediction", "probability"] + [f"p_{n}" for n in loaded.labels] + ["error"])
+    for pos in range(len(cache.rows)):
+        row_no = int(cache.rows[pos])
+        p = by_pos.get(pos)
+        if p is None:
+            writer.writerow([row_no, "", ""] + [""] * len(loaded.labels) + [errors.get(row_no, "skipped")])
+        else:
+            best = int(p.argmax())
+            writer.writerow([row_no, loaded.labels[best], f"{p[best]:.6f}"] + [f"{v:.6f}" for v in p] + [""])
+    atomic_write_text(out, buf.getvalue())
+    return out

@@ -1,0 +1,38 @@
+"""`mm preprocess`: validate every row and build (or reuse) the cache; report bad rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmcli.config import Config
+from mmcli.data.cache import build_cache, check_bad_share
+from mmcli.data.manifest import read_manifest
+from mmcli.progress import info
+
+
+def preprocess(csv_path: Path, cfg: Config, out_dir: Path | None = None) -> dict:
+    """-> summary {cache, rows, valid_rows, bad_rows, bad_rows_csv, inputs, labels, reused}. Raises DataError
+    (exit 1) when the share of bad rows exceeds `data.max_bad_fraction` (the cache and bad_rows.csv are kept)."""
+    man = read_manifest(csv_path, cfg.data, need_label=False)
+    cache, bad, reused = build_cache(man, cfg, out_dir)
+    summary = {
+        "cache": str(cache.dir),
+        "rows": len(man.rows),
+        "valid_rows": int(cache.valid.sum()),
+        "bad_rows": len(bad),
+        "bad_rows_csv": str(cache.dir / "bad_rows.csv"),
+        "inputs": cache.inputs,
+        "label_column": man.label_column,
+        "labels": cache.meta["label_names"],
+        "ignored_columns": man.ignored_columns,
+        "reused": reused,
+    }
+    info(f"{'reused' if reused else 'built'} cache {cache.dir}: {summary['valid_rows']}/{len(man.rows)} rows valid; "
+         f"inputs {', '.join(i['name'] + ' (' + i['kind'] + ')' for i in cache.inputs)}; "
+         f"{len(summary['labels'])} labels")
+    for b in bad[:10]:
+        info(f"  bad row {b.row} [{b.column}]: {b.reason}")
+    if len(bad) > 10:
+        info(f"  ... {len(bad) - 10} more in {summary['bad_rows_csv']}")
+    check_bad_share(bad, len(man.rows), cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
+    return summary

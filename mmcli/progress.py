@@ -1,0 +1,51 @@
+"""Rich progress bars and console shared by every command (stderr, so `--json` stdout stays clean)."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Iterator, TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+T = TypeVar("T")
+
+console = Console(stderr=True, highlight=False)
+
+
+def quiet() -> bool:
+    return bool(os.environ.get("MM_QUIET"))
+
+
+def make_progress(*extra: object) -> Progress:
+    """A progress display with bar, count, elapsed and ETA; extra columns are appended."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        *extra,
+        console=console,
+        disable=quiet(),
+        transient=False,
+    )
+
+
+def track(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
+    """Iterate with a progress bar (shown on stderr; hidden with MM_QUIET=1)."""
+    with make_progress() as progress:
+        task = progress.add_task(description, total=total)
+        for item in items:
+            yield item
+            progress.advance(task)
+
+
+def info(message: str) -> None:
+    if not quiet():
+        console.print(message)
+
+
+def warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/yellow] {message}")

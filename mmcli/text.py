@@ -1,0 +1,64 @@
+"""Tokenizers: train one on the training texts (Hugging Face `tokenizers`) or load a saved/pretrained one.
+
+Token id 0 is always padding, so a mask is simply `ids != 0`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+SPECIALS = ["[PAD]", "[UNK]"]
+
+
+def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000) -> Tokenizer:
+    """Learn a lower-casing WordPiece or BPE vocabulary from `texts`."""
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIALS)
+        tok.decoder = decoders.WordPiece()
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIALS)
+    else:
+        raise ValueError(f"unknown tokenizer kind {kind!r} (wordpiece, bpe)")
+    tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()])
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    return tok
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load `tokenizer.json` (a file, or a folder that holds one, e.g. a Hugging Face model folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    return Tokenizer.from_file(str(path))
+
+
+def pad_id(tok: Tokenizer) -> int:
+    pid = tok.token_to_id("[PAD]")
+    return 0 if pid is None else pid
+
+
+def encode(tok: Tokenizer, texts: list[str], max_tokens: int) -> np.ndarray:
+    """Texts -> int32 ids `[N, max_tokens]`, truncated and right-padded with the pad id."""
+    tok.no_padding()
+    tok.enable_truncation(max_tokens)
+    out = np.full((len(texts), max_tokens), pad_id(tok), dtype=np.int32)
+    for i, enc in enumerate(tok.encode_batch(texts)):
+        ids = enc.ids[:max_tokens]
+        out[i, : len(ids)] = ids
+    return out
+
+
+def fingerprint(tok: Tokenizer) -> str:
+    """A stable hash of the tokenizer's full definition (vocabulary, normaliser, ...)."""
+    import hashlib
+
+    blob = json.dumps(json.loads(tok.to_str()), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

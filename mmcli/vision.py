@@ -1,0 +1,105 @@
+"""Image decoding (torchvision.io, Pillow only as a fallback) and the train/eval transforms (transforms.v2).
+
+Every image becomes uint8 RGB `[3, H, W]`: alpha is composited over white, grey and palette images are expanded,
+16-bit images are scaled down, and JPEG EXIF orientation is applied.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+
+class ImageProblem(ValueError):
+    """A file that cannot be used as an image; the message says why."""
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file header without decoding pixels, or None if Pillow can't tell."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - any failure here is reported by the real decoder below
+        return None
+
+
+def _to_rgb(img: torch.Tensor) -> torch.Tensor:
+    """[C, H, W] uint8 with C in 1..4 -> [3, H, W] uint8; alpha composited over white."""
+    c = img.shape[0]
+    if c in (2, 4):
+        color, alpha = img[:-1].float(), img[-1:].float() / 255.0
+        img = (color * alpha + 255.0 * (1.0 - alpha)).round().to(torch.uint8)
+        c -= 1
+    if c == 1:
+        img = img.expand(3, -1, -1)
+    return img.contiguous()
+
+
+def _decode_with_pil(path: Path) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P", "PA") else im.convert("RGB")
+        arr = np.asarray(im)
+    return _to_rgb(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+
+
+def load_image(path: str | Path, max_pixels: int = 50_000_000) -> torch.Tensor:
+    """Decode a file to uint8 RGB `[3, H, W]`. Raises ImageProblem with a readable reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageProblem("file not found" if not path.exists() else "not a regular file")
+    data_size = path.stat().st_size
+    if data_size == 0:
+        raise ImageProblem("empty file (0 bytes)")
+    size = _header_size(path)
+    if size and size[0] * size[1] > max_pixels:
+        raise ImageProblem(
+            f"{size[0]}x{size[1]} pixels exceeds the limit of {max_pixels} (data.max_image_pixels)"
+        )
+    try:
+        raw = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+        img = decode_image(raw, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
+        if img.dtype != torch.uint8:  # 16-bit PNGs decode to uint16
+            img = F.to_dtype(img, torch.uint8, scale=True)
+        if img.ndim != 3 or img.shape[0] not in (1, 2, 3, 4):
+            raise RuntimeError(f"unexpected shape {tuple(img.shape)}")
+        if img.shape[0] == 4 and path.suffix.lower() in (".jpg", ".jpeg"):
+            raise RuntimeError("CMYK JPEG")  # 4-channel JPEG is CMYK, not RGBA: let Pillow convert it
+        return _to_rgb(img)
+    except Exception as first:  # noqa: BLE001 - torchvision lacks some formats (BMP, TIFF, CMYK); try Pillow
+        try:
+            return _decode_with_pil(path)
+        except Exception:  # noqa: BLE001
+            reason = str(first).split("\n")[0][:120]
+            raise ImageProblem(f"cannot decode image ({reason}); is the file truncated or not an image?") from None
+
+
+def resize_crop(img: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 `[3, H, W]` -> uint8 `[3, size, size]`: shorter side to `size`, then centre crop."""
+    if img.shape[-2:] != (size, size):
+        img = F.resize(img, size, antialias=True)
+        img = F.center_crop(img, [size, size])
+    return img
+
+
+def train_augment(size: int) -> v2.Transform:
+    """Per-image training augmentation on uint8 tensors (random resized crop + horizontal flip)."""
+    return v2.Compose([v2.RandomResizedCrop(size, scale=(0.75, 1.0), ratio=(0.9, 1.1), antialias=True),
+                       v2.RandomHorizontalFlip()])
+
+
+def normalize(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 `[B, 3, H, W]` -> float `[B, 3, H, W]`: (x/255 - mean) / std."""
+    x = batch.float().div_(255.0)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s

@@ -6,6 +6,7 @@ Every image becomes uint8 RGB `[3, H, W]`: alpha is composited over white, grey 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -18,15 +19,52 @@ class ImageProblem(ValueError):
     """A file that cannot be used as an image; the message says why."""
 
 
+class _UsePillow(Exception):
+    """torchvision would decode this file wrongly; Pillow decodes it instead."""
+
+
 def _header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file header without decoding pixels, or None if Pillow can't tell."""
+    """(width, height) from the file header without decoding pixels, or None if Pillow can't tell.
+
+    Raises ImageProblem when the header alone is past Pillow's own decompression-bomb limit (2x
+    `Image.MAX_IMAGE_PIXELS`): that check fires before the size is known to us, and torchvision must not be left to
+    allocate such an image."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            return im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides below
+            with Image.open(path) as im:
+                return im.size
+    except Image.DecompressionBombError:
+        raise ImageProblem(
+            f"more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels, past Pillow's decompression-bomb limit; refused"
+        ) from None
     except Exception:  # noqa: BLE001 - any failure here is reported by the real decoder below
         return None
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageProblem(f"{width}x{height} pixels exceeds the limit of {max_pixels} (data.max_image_pixels)")
+
+
+def _needs_pil(head: bytes) -> bool:
+    """Files torchvision decodes wrongly with ImageReadMode.UNCHANGED: palette PNGs come back as raw palette
+    indices (one grey channel), and CMYK JPEGs are told apart from RGBA by content, not by file name."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) > 25:
+        return head[25] == 3  # IHDR colour type 3: indexed colour
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason without torchvision's C++ source location ("decode_png, /.../decode_png.cpp:79, ...")."""
+    text = str(exc).split("\n")[0]
+    text = re.sub(r"^[\w:()]+, \S+\.(?:cpp|h):\d+, ", "", text)
+    text = text.split(". ")[0].rstrip(".")  # the first sentence is the reason; the rest is advice for developers
+    return text[:160] or type(exc).__name__
 
 
 def _to_rgb(img: torch.Tensor) -> torch.Tensor:
@@ -57,30 +95,32 @@ def load_image(path: str | Path, max_pixels: int = 50_000_000) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise ImageProblem("file not found" if not path.exists() else "not a regular file")
-    data_size = path.stat().st_size
-    if data_size == 0:
+    data = path.read_bytes()
+    if not data:
         raise ImageProblem("empty file (0 bytes)")
     size = _header_size(path)
-    if size and size[0] * size[1] > max_pixels:
-        raise ImageProblem(
-            f"{size[0]}x{size[1]} pixels exceeds the limit of {max_pixels} (data.max_image_pixels)"
-        )
+    if size:
+        _check_pixels(size[0], size[1], max_pixels)
     try:
-        raw = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+        if _needs_pil(data[:32]):
+            raise _UsePillow("palette image")
+        raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         img = decode_image(raw, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
         if img.dtype != torch.uint8:  # 16-bit PNGs decode to uint16
             img = F.to_dtype(img, torch.uint8, scale=True)
         if img.ndim != 3 or img.shape[0] not in (1, 2, 3, 4):
             raise RuntimeError(f"unexpected shape {tuple(img.shape)}")
-        if img.shape[0] == 4 and path.suffix.lower() in (".jpg", ".jpeg"):
-            raise RuntimeError("CMYK JPEG")  # 4-channel JPEG is CMYK, not RGBA: let Pillow convert it
-        return _to_rgb(img)
+        if img.shape[0] == 4 and data[:3] == b"\xff\xd8\xff":
+            raise _UsePillow("CMYK JPEG")  # 4-channel JPEG is CMYK, not RGBA: let Pillow convert it
+        img = _to_rgb(img)
     except Exception as first:  # noqa: BLE001 - torchvision lacks some formats (BMP, TIFF, CMYK); try Pillow
         try:
-            return _decode_with_pil(path)
-        except Exception:  # noqa: BLE001
-            reason = str(first).split("\n")[0][:120]
+            img = _decode_with_pil(path)
+        except Exception as second:  # noqa: BLE001
+            reason = _reason(second if isinstance(first, _UsePillow) else first)
             raise ImageProblem(f"cannot decode image ({reason}); is the file truncated or not an image?") from None
+    _check_pixels(img.shape[2], img.shape[1], max_pixels)  # formats whose header Pillow could not read
+    return img
 
 
 def resize_crop(img: torch.Tensor, size: int) -> torch.Tensor:

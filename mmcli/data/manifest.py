@@ -5,8 +5,10 @@ Row numbers are file line numbers as a spreadsheet shows them: the header is row
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from mmcli.errors import DataError, UsageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
+# Python's csv module refuses fields over 128 KiB by default; a long text cell is data to truncate, not an error.
+FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 
 
 @dataclass
@@ -45,6 +49,12 @@ class Manifest:
 
 
 def _decode(raw: bytes, path: Path) -> str:
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text" export
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16; "
+                            "re-save the CSV as UTF-8") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -65,6 +75,24 @@ def _sniff_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
+def _parse_records(text: str, path: Path) -> list[list[str]]:
+    """CSV text -> records (a quoted cell may span lines). Raises DataError naming the line where a bad record
+    starts."""
+    if csv.field_size_limit() < FIELD_LIMIT:
+        csv.field_size_limit(FIELD_LIMIT)
+    # strict: an unbalanced quote is an error naming its line, not a cell that silently swallows the rows below it
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text), strict=True)
+    records, start = [], 1
+    try:
+        for rec in reader:
+            records.append(rec)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataError(f"{path}: cannot parse the CSV record starting at line {start}: {exc} "
+                        "(an unbalanced double quote? quote cells that contain quotes, as \"say \"\"hi\"\"\")") from None
+    return records
+
+
 def read_table(path: str | Path) -> tuple[list[str], list[dict[str, str]], list[int]]:
     """CSV -> (header, rows, row numbers). Fails on an empty file or a bad header."""
     path = Path(path)
@@ -73,12 +101,12 @@ def read_table(path: str | Path) -> tuple[list[str], list[dict[str, str]], list[
     text = _decode(path.read_bytes(), path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty; a manifest needs a header row and data rows")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
-    try:
-        header = [h.strip() for h in next(reader)]
-        records = list(reader)
-    except csv.Error as exc:
-        raise DataError(f"{path}: cannot parse CSV: {exc}") from None
+    records = _parse_records(text, path)
+    if not records:
+        raise DataError(f"{path}: the file is empty; a manifest needs a header row and data rows")
+    header = [h.strip() for h in records.pop(0)]
+    if not any(header):
+        raise DataError(f"{path}: line 1 is blank; the first line must be the header (column names)")
     missing = [i + 1 for i, h in enumerate(header) if not h]
     if missing:
         raise DataError(f"{path}: header column(s) {missing} have no name; give every column a name")
@@ -143,11 +171,13 @@ def infer_roles(
         _check_columns(path, header, image_columns, "image")
     if text_columns is not None:
         _check_columns(path, header, text_columns, "text")
-    candidates = [h for h in header if h not in taken]
+    # a column that is empty in every row carries nothing (e.g. a spreadsheet's unused "notes" column)
+    empty = [h for h in header if h not in taken and not any(r[h] for r in rows)]
+    candidates = [h for h in header if h not in taken and h not in empty]
     sample = rows[:200]
     if image_columns is None:
         image_columns = [h for h in candidates if _looks_like_image([r[h] for r in sample])]
-    ignored: list[str] = []
+    ignored: list[str] = [h for h in empty if h not in image_columns]
     if text_columns is None:
         text_columns = []
         for h in candidates:

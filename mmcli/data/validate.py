@@ -13,7 +13,7 @@ from mmcli.data.manifest import Manifest
 from mmcli.files import atomic_write_text
 
 SPLIT_NAMES = {"train": 0, "training": 0, "val": 1, "valid": 1, "validation": 1, "dev": 1, "test": 2}
-MISSING_LABELS = {"", "nan", "NaN", "NAN"}
+MISSING_LABELS = {"", "nan"}  # compared lower-cased: pandas writes a missing value as "" or "nan"
 
 
 @dataclass
@@ -31,7 +31,7 @@ def check_rows(man: Manifest, allow_missing: bool) -> dict[int, BadRow]:
         if "__extra__" in row:
             bad[i] = BadRow(line, "*", f"row has {row['__extra__']} (a stray delimiter or unquoted comma?)")
             continue
-        if man.label_column and row[man.label_column] in MISSING_LABELS:
+        if man.label_column and row[man.label_column].lower() in MISSING_LABELS:
             bad[i] = BadRow(line, man.label_column, "label is empty")
             continue
         if allow_missing:
@@ -51,7 +51,7 @@ def _stratified(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int)
     for lab in np.unique(labels[idx]):
         members = idx[labels[idx] == lab]
         members = members[rng.permutation(len(members))]
-        k = int(round(len(members) * fraction))
+        k = round(len(members) * fraction)
         if len(members) >= 2:
             k = min(max(k, 1), len(members) - 1)
         else:

@@ -7,6 +7,7 @@ Every key is a dataclass field; unknown keys and values of the wrong type or out
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -87,6 +88,18 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
+def _as_float(value: Any) -> float | None:
+    """A number, or a string that spells one: PyYAML reads `3e-4` (no dot) as the string '3e-4'."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check `value` against the annotated type `tp`; ints are accepted where floats are expected."""
     origin = typing.get_origin(tp)
@@ -118,14 +131,16 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        number = _as_float(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise UsageError(f"config key '{key}': expected a finite number, got {value!r}")
+            return number
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    elif tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
+    elif tp is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
     raise UsageError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
 
 
@@ -170,7 +185,8 @@ def _validate(cfg: Config) -> None:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b=c` -> (["a", "b"], parsed c). Values are read as YAML scalars: 3e-4, true, [a, b]."""
+    """`a.b=c` -> (["a", "b"], parsed c). Values are read as YAML: 3e-4, true, [a, b], {col: enc}. Numbers that
+    YAML leaves as strings (3e-4) are converted where the key's type is a float, so `data.label=1e5` stays text."""
     if "=" not in text:
         raise UsageError(f"--set expects key=value (e.g. train.lr=3e-4), got {text!r}")
     key, raw = text.split("=", 1)
@@ -179,14 +195,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise UsageError(f"--set: bad key {key!r} (expected dotted names such as train.epochs)")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: e.g. an integer past Python's 4300-digit limit
         value = raw
-    # YAML reads 3e-4 as a string (no dot); accept it as a number.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value for c in "eE.") else value
-        except ValueError:
-            pass
     return key.split("."), value
 
 
@@ -201,7 +211,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             raise UsageError(f"config file not found: {path}")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
             raise UsageError(f"config file {path} is not valid YAML: {exc}") from None
         _merge(cfg, data)
     for text in overrides:

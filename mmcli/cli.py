@@ -74,9 +74,10 @@ def preprocess(
     json_out: JsonOpt = False,
 ) -> None:
     """Validate every row and build the cache (decoded images, token ids, labels); list bad rows."""
+    cfg = _config(config, set_, label)  # before the torch import below: config errors answer at once
     from mmcli.preprocess import preprocess as run_preprocess
 
-    summary = run_preprocess(csv, _config(config, set_, label), output)
+    summary = run_preprocess(csv, cfg, output)
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
 
@@ -93,9 +94,10 @@ def train(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Train a model (zero-config: columns inferred) and write a run folder; runs/latest points at it."""
+    cfg = _config(config, set_, label)  # before the torch import below: config errors answer at once
     from mmcli.train import train as run_train
 
-    run = run_train(csv, _config(config, set_, label), output, resume, cache_dir)
+    run = run_train(csv, cfg, output, resume, cache_dir)
     typer.echo(str(run))
 
 

@@ -55,7 +55,7 @@ def test_default_cache_dir_honours_env(dataset, monkeypatch, tmp_path):
 def test_second_build_reuses(dataset, tiny_cfg, tmp_path, monkeypatch):
     build(dataset, tiny_cfg, tmp_path / "c")
     forbid_decoding(monkeypatch)
-    cache, bad, reused = build(dataset, tiny_cfg, tmp_path / "c")
+    cache, _bad, reused = build(dataset, tiny_cfg, tmp_path / "c")
     assert reused and cache.valid.all()
 
 

@@ -110,21 +110,47 @@ def eval_(
                                                    "(default: the run folder).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Score only rows of this split (train/val/test).")]
     = None,
+    ablate: Annotated[bool, typer.Option("--ablate", help="Also score with each modality hidden (the model's "
+                                         "missing-input path) and by the inputs rows have.")] = False,
+    fail_under: Annotated[Optional[list[str]], typer.Option("--fail-under", help="METRIC=THRESHOLD: exit 1 when the "
+                                                            "metric is below it, e.g. accuracy=0.9 (repeatable).")]
+    = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Score a trained run on a labelled CSV: metrics.json, report.md and a table."""
-    from mmcli.evaluate import evaluate_run
+    """Score a trained run on a labelled CSV: metrics.json, report.md with plots, and a table
+    (--json keys: docs/eval-json.md)."""
+    from mmcli.errors import MMError
+    from mmcli.evaluate import evaluate_run, gate_failures
+    from mmcli.metrics import parse_gates
     from mmcli.runs import resolve_run
 
-    metrics = evaluate_run(resolve_run(run), csv, split=split, out_dir=output)
+    gates = parse_gates(fail_under)
+    metrics = evaluate_run(resolve_run(run), csv, split=split, out_dir=output, ablate=ablate, gates=gates)
     if json_out:
         typer.echo(json.dumps(metrics, indent=2))
     else:
-        from mmcli.progress import console
-        from mmcli.report import metrics_table, per_class_table
+        from mmcli.report import print_eval
 
-        console.print(metrics_table(metrics, title=f"{csv}"))
-        console.print(per_class_table(metrics))
+        print_eval(metrics, title=f"{csv}")
+    failed = gate_failures(metrics)
+    if failed:
+        raise MMError(failed)
+
+
+@app.command()
+@handle_errors
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders to put side by side.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Key metrics (test split, else val; plus `mm eval` results) and differing config keys of several runs."""
+    from mmcli.compare import compare_runs, print_compare
+
+    result = compare_runs(runs)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        print_compare(result)
 
 
 def _split_predict_args(args: list[str]) -> tuple[Path | None, list[str]]:

@@ -1,4 +1,4 @@
-"""Run a model over batches and score it; `evaluate_run` backs `mm eval`."""
+"""Run a model over batches and score it; `evaluate_run` backs `mm eval` (metrics, ablation, gates, report)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmcli.metrics import classification_metrics
+from mmcli.metrics import check_gates, classification_metrics
 
 
 @torch.inference_mode()
@@ -30,19 +30,13 @@ def score(model, batches, names: list[str]) -> dict:
     return classification_metrics(probs, labels, names)
 
 
-def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int | None = None,
-                 out_dir: Path | None = None) -> dict:
-    """Score the run's best model on every valid row of `csv` (or one split of it) and write metrics.json +
-    report.md into `out_dir` (default: the run folder). Rows whose label the model never saw are counted and
-    listed, not scored."""
-    from mmcli.data.dataset import Batches, image_specs
-    from mmcli.errors import DataError, UsageError
-    from mmcli.loading import load_run, prepare_csv
-    from mmcli.progress import warn
-    from mmcli.report import write_eval_report
+def _scored_rows(cache, csv: Path, split: str | None) -> tuple[np.ndarray, int, list[str]]:
+    """Cache positions to score (valid, of `split`, with a label the model knows).
 
-    loaded = load_run(run)
-    cache, bad = prepare_csv(loaded, csv, need_label=True)
+    -> (positions int [N], number of rows with unseen labels, the unseen label values)."""
+    from mmcli.errors import UsageError
+    from mmcli.progress import warn
+
     codes = {"train": 0, "val": 1, "test": 2}
     if split is not None and split not in codes:
         raise UsageError(f"--split must be one of train, val, test; got {split!r}")
@@ -52,21 +46,87 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
     unseen = sorted({str(x) for x in _raw_labels(cache, csv, unseen_rows)})
     if len(unseen_rows):
         warn(f"{len(unseen_rows)} row(s) have labels the model never saw ({', '.join(unseen[:5])}); not scored")
-    idx = idx[known]
+    return idx[known], len(unseen_rows), unseen
+
+
+def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int | None = None,
+                 out_dir: Path | None = None, ablate: bool = False, gates: dict[str, float] | None = None) -> dict:
+    """Score the run's best model on every valid row of `csv` (or one split of it); write metrics.json, report.md
+    and plots into `out_dir` (default: the run folder). Rows whose label the model never saw are counted and
+    listed, not scored.
+
+    `ablate`: also score with each modality hidden (adds the `ablation` key). `gates`: {metric: threshold} to
+    check (adds the `gates` key; the caller decides what a failure means). Keys: docs/eval-json.md.
+    """
+    from mmcli.data.dataset import Batches, image_specs
+    from mmcli.errors import DataError
+    from mmcli.loading import load_run, prepare_csv
+    from mmcli.progress import warn
+    from mmcli.report import misclassified_examples
+
+    loaded = load_run(run)
+    cache, bad = prepare_csv(loaded, csv, need_label=True)
+    idx, n_unseen, unseen = _scored_rows(cache, csv, split)
     if len(idx) == 0:
-        raise DataError(f"{csv}: no rows left to evaluate (bad rows: {len(bad)}, unseen labels: {len(unseen_rows)})")
-    cfg = loaded.cfg
-    batches = Batches(cache, idx, batch_size or cfg.train.batch_size, image_specs(loaded.model),
+        raise DataError(f"{csv}: no rows left to evaluate (bad rows: {len(bad)}, unseen labels: {n_unseen})")
+    batches = Batches(cache, idx, batch_size or loaded.cfg.train.batch_size, image_specs(loaded.model),
                       device=loaded.device)
-    probs, labels, positions = predict_probs(loaded.model, batches)
+    ablation = None
+    if ablate:
+        from mmcli.ablation import run_ablation
+
+        dropout = loaded.cfg.train.modality_dropout
+        if dropout == 0:
+            warn("--ablate: the run was trained with train.modality_dropout=0, so hiding a modality puts the "
+                 "model in a situation it never saw in training")
+        probs, labels, positions, ablation = run_ablation(loaded.model, batches, loaded.labels,
+                                                          [i["name"] for i in cache.inputs], cache.present, dropout)
+    else:
+        probs, labels, positions = predict_probs(loaded.model, batches)
     metrics = classification_metrics(probs, labels, loaded.labels)
-    metrics["bad_rows"] = len(bad)
-    metrics["unseen_label_rows"] = int(len(unseen_rows))
-    metrics["unseen_labels"] = unseen
-    metrics["csv"] = str(csv)
-    out_dir = Path(out_dir) if out_dir else run
-    write_eval_report(out_dir, metrics, cache, positions, probs, labels, loaded.labels)
+    metrics.update(bad_rows=len(bad), unseen_label_rows=n_unseen, unseen_labels=unseen, csv=str(csv), split=split,
+                   run=str(run))
+    if ablation is not None:
+        metrics["ablation"] = ablation
+    if gates:
+        metrics["gates"] = check_gates(metrics, gates)
+    out = Path(out_dir) if out_dir else run
+    save_metrics(out, run, metrics)
+    from mmcli.report import write_report
+
+    write_report(out, metrics, misclassified_examples(cache, positions, probs, labels, loaded.labels),
+                 run / "history.csv")
     return metrics
+
+
+def save_metrics(out_dir: Path, run: Path, metrics: dict) -> None:
+    """Write metrics.json. Inside the run folder the training results (val/test) stay, with this evaluation
+    under "eval"; anywhere else the file is this evaluation alone."""
+    import json
+
+    from mmcli.runs import write_json
+
+    target = out_dir / "metrics.json"
+    if out_dir.resolve() == run.resolve() and target.exists():
+        try:
+            saved = json.loads(target.read_text(encoding="utf-8"))
+        except ValueError:
+            saved = {}
+        if isinstance(saved, dict) and ("val" in saved or "test" in saved):
+            write_json(target, {**{k: v for k, v in saved.items() if k != "eval"}, "eval": metrics})
+            return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(target, metrics)
+
+
+def gate_failures(metrics: dict) -> str | None:
+    """A message naming every missed gate with its value and threshold, or None when all passed."""
+    missed = [g for g in metrics.get("gates", []) if not g["passed"]]
+    if not missed:
+        return None
+    parts = [f"{g['metric']} is undefined for this data (needs >= {g['threshold']})" if g["value"] is None
+             else f"{g['metric']} = {g['value']:.4f} < {g['threshold']}" for g in missed]
+    return f"quality gate{'s' if len(missed) > 1 else ''} missed: " + "; ".join(parts)
 
 
 def _raw_labels(cache, csv: Path, positions: np.ndarray) -> list[str]:

@@ -72,6 +72,7 @@ class TrainConfig:
     modality_dropout: float = opt(0.0, "probability of hiding each modality of a training row")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = opt(0, "torch CPU threads (0: torch's default)")
+    checkpoint_every: int = opt(0, "also save a resumable checkpoint every N optimiser steps (0: each epoch only)")
 
 
 @dataclass

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import shutil
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from mmcli.config import Config, dump_config, load_config
 from mmcli.data.cache import build_cache, check_bad_share
 from mmcli.data.dataset import Batches, image_specs
 from mmcli.data.manifest import read_manifest
-from mmcli.errors import DataError, MMError, UsageError
+from mmcli.errors import DataError, UsageError
 from mmcli.evaluate import predict_probs
-from mmcli.files import atomic_path, atomic_write_text
+from mmcli.files import atomic_write_text
 from mmcli.loading import resolve_device
+from mmcli.loop import Interrupted, LoopState, StopFlag, load_last, lr_lambda, save_last, train_one_epoch
 from mmcli.metrics import classification_metrics
 from mmcli.models.classifier import build_model
 from mmcli.progress import console, info, make_progress, quiet
@@ -30,72 +27,8 @@ from mmcli.runs import RunLock, new_run_dir, save_weights, update_latest, write_
 MONITOR_MODE = {"val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
 
 
-@dataclass
-class LoopState:
-    """Everything besides weights that a resumed run needs (saved in last/state.pt)."""
-
-    epoch: int = 0
-    best: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    history: list[dict] = field(default_factory=list)
-
-
-def lr_lambda(total_steps: int, warmup: float):
-    """Linear warm-up over `warmup` of the steps, then cosine decay to 0."""
-    warm = max(1, int(total_steps * warmup))
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(1, total_steps - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
-
-
-def drop_modalities(present: torch.Tensor, p: float) -> torch.Tensor:
-    """Hide each modality of each row with probability p, never all of a row's modalities. bool `[B, M]`."""
-    if p <= 0 or present.shape[1] < 2:
-        return present
-    kept = present & (torch.rand(present.shape, device=present.device) >= p)
-    return torch.where(kept.any(dim=1, keepdim=True), kept, present)
-
-
-def train_one_epoch(model: nn.Module, batches: Batches, opt, sched, cfg: Config, progress, task) -> dict:
-    """One pass over the training batches. -> {train_loss, train_accuracy, samples_per_s}."""
-    model.train()
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
-    total, correct, loss_sum, start = 0, 0, 0.0, time.perf_counter()
-    for inputs, present, labels, _ in batches:
-        logits = model(inputs, drop_modalities(present, cfg.train.modality_dropout))
-        loss = loss_fn(logits, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        opt.step()
-        sched.step()
-        n = labels.shape[0]
-        total, loss_sum = total + n, loss_sum + loss.item() * n
-        correct += (logits.argmax(1) == labels).sum().item()
-        rate = total / max(time.perf_counter() - start, 1e-9)
-        progress.update(task, advance=1, stats=f"loss {loss_sum / total:.4f} acc {correct / total:.3f} {rate:.0f}/s")
-    seconds = time.perf_counter() - start
-    return {"train_loss": loss_sum / max(total, 1), "train_accuracy": correct / max(total, 1),
-            "samples_per_s": total / max(seconds, 1e-9), "seconds": seconds}
-
-
 def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
-
-
-def _save_last(run: Path, model, opt, sched, state: LoopState) -> None:
-    save_weights(model, run / "last" / "model.safetensors")
-    blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-            "loop": state.__dict__}
-    with atomic_path(run / "last" / "state.pt") as tmp:
-        torch.save(blob, tmp)
 
 
 def _write_history(run: Path, history: list[dict]) -> None:
@@ -162,7 +95,7 @@ def _write_run_files(run: Path, cfg: Config, csv_path: Path, cache) -> None:
 def train(csv_path: Path | None, cfg: Config, output: Path | None = None, resume: Path | None = None,
           cache_dir: Path | None = None) -> Path:
     """Train a model on `csv_path` and write a run folder; returns its path."""
-    run, cfg, csv_path, cache, bad = _start_run(csv_path, cfg, output, resume, cache_dir)
+    run, cfg, csv_path, cache, _ = _start_run(csv_path, cfg, output, resume, cache_dir)
     with RunLock(run):
         device = _setup(cfg)
         if resume is None:
@@ -190,33 +123,39 @@ def _build(cfg: Config, cache, device: str):
 def _fit(run: Path, cfg: Config, cache, device: str, resumed: bool) -> Path:
     names = cache.meta["label_names"]
     model, tr, va, opt, sched = _build(cfg, cache, device)
-    state = LoopState()
+    state = load_last(run, model, opt, sched) if resumed else LoopState()
     if resumed:
-        state = _load_last(run, model, opt, sched)
+        info(f"resuming {run} at epoch {state.epoch + 1}, batch {state.batch}")
     mode = MONITOR_MODE[cfg.train.monitor]
     info(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}; "
          f"{len(tr.indices)} train / {len(va.indices)} val rows; run folder {run}")
+    every = cfg.train.checkpoint_every
+
+    def on_step() -> None:
+        if every > 0 and sched.last_epoch % every == 0:
+            save_last(run, model, opt, sched, state)
+
     from rich.progress import TextColumn
 
-    try:
-        with make_progress(TextColumn("{task.fields[stats]}")) as progress:
-            for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
-                tr.set_epoch(epoch)
-                task = progress.add_task(f"epoch {epoch}/{cfg.train.epochs}", total=len(tr), stats="")
-                row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
-                row.update(train_one_epoch(model, tr, opt, sched, cfg, progress, task))
-                val = classification_metrics(*predict_probs(model, va)[:2], names) if len(va.indices) else {}
-                row.update({"val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"),
-                            "val_macro_f1": val.get("macro_f1")})
-                progress.update(task, stats=progress.tasks[task].fields["stats"]
-                                + f" | val acc {_num(row['val_accuracy'])} loss {_num(row['val_loss'])}")
-                stop = _end_epoch(run, model, opt, sched, state, row, cfg, mode)
-                if stop:
-                    info(f"early stop: no {cfg.train.monitor} improvement for {cfg.train.patience} epochs")
-                    break
-    except KeyboardInterrupt:
-        raise MMError(f"interrupted; the last finished epoch ({state.epoch}) is saved. Resume with: "
-                      f"mm train --resume {run}", ) from None
+    with StopFlag() as stop, make_progress(TextColumn("{task.fields[stats]}")) as progress:
+        for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
+            tr.set_epoch(epoch)
+            task = progress.add_task(f"epoch {epoch}/{cfg.train.epochs}", total=len(tr), stats="")
+            row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
+            result = train_one_epoch(model, tr, opt, sched, cfg, state, on_step, stop, progress, task)
+            if result is None:
+                save_last(run, model, opt, sched, state)
+                raise Interrupted(f"interrupted in epoch {epoch} after batch {state.batch}; saved a checkpoint. "
+                                  f"Resume with: mm train --resume {run}")
+            row.update(result)
+            val = classification_metrics(*predict_probs(model, va)[:2], names) if len(va.indices) else {}
+            row.update({"val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"),
+                        "val_macro_f1": val.get("macro_f1")})
+            progress.update(task, stats=progress.tasks[task].fields["stats"]
+                            + f" | val acc {_num(row['val_accuracy'])} loss {_num(row['val_loss'])}")
+            if _end_epoch(run, model, opt, sched, state, row, cfg, mode):
+                info(f"early stop: no {cfg.train.monitor} improvement for {cfg.train.patience} epochs")
+                break
     return _finish(run, cfg, cache, model, state, device)
 
 
@@ -237,23 +176,8 @@ def _end_epoch(run: Path, model, opt, sched, state: LoopState, row: dict, cfg: C
     else:
         state.bad_epochs += 1
     _write_history(run, state.history)
-    _save_last(run, model, opt, sched, state)
+    save_last(run, model, opt, sched, state)
     return cfg.train.patience > 0 and state.bad_epochs >= cfg.train.patience
-
-
-def _load_last(run: Path, model, opt, sched) -> LoopState:
-    from mmcli.runs import load_weights
-
-    load_weights(model, run / "last" / "model.safetensors")
-    try:
-        blob = torch.load(run / "last" / "state.pt", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same clear message
-        raise MMError(f"cannot read {run / 'last' / 'state.pt'}: {exc}") from None
-    opt.load_state_dict(blob["optimizer"])
-    sched.load_state_dict(blob["scheduler"])
-    torch.set_rng_state(blob["rng"])
-    info(f"resuming {run} after epoch {blob['loop']['epoch']}")
-    return LoopState(**blob["loop"])
 
 
 def _finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str) -> Path:

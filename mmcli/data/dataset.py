@@ -3,8 +3,8 @@ except augmentation), then normalise for each image encoder."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -90,7 +90,11 @@ class Batches:
         labels = torch.from_numpy(self.cache.labels[pos]).to(self.device)
         return inputs, present, labels, torch.from_numpy(pos)
 
-    def __iter__(self) -> Iterator:
+    def iterate(self, start_batch: int = 0) -> Iterator:
+        """Batches from number `start_batch` on (a resumed epoch skips the ones it already trained on)."""
         order = self._order()
-        for start in range(0, len(order), self.batch_size):
+        for start in range(start_batch * self.batch_size, len(order), self.batch_size):
             yield self.batch(order[start : start + self.batch_size])
+
+    def __iter__(self) -> Iterator:
+        return self.iterate()

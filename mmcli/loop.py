@@ -1,0 +1,146 @@
+"""The explicit training loop pieces: schedule, one epoch, resumable checkpoints, graceful Ctrl-C.
+
+A checkpoint is taken only between optimiser steps (never mid-update), so resuming from it replays exactly what
+an uninterrupted run would have done: the batch order is a function of (seed, epoch), and the global torch RNG
+(augmentation, dropout, modality dropout) is saved with the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mmcli.errors import MMError
+from mmcli.files import atomic_path
+from mmcli.runs import save_weights
+
+
+@dataclass
+class LoopState:
+    """Everything besides weights that a resumed run needs (saved in last/state.pt)."""
+
+    epoch: int = 0  # finished epochs
+    batch: int = 0  # batches done in the unfinished epoch `epoch + 1`
+    best: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    partial: dict = field(default_factory=dict)  # running sums of the unfinished epoch
+    history: list[dict] = field(default_factory=list)
+
+
+def lr_lambda(total_steps: int, warmup: float):
+    """Linear warm-up over `warmup` of the steps, then cosine decay to 0."""
+    warm = max(1, int(total_steps * warmup))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def drop_modalities(present: torch.Tensor, p: float) -> torch.Tensor:
+    """Hide each modality of each row with probability p, never all of a row's modalities. bool `[B, M]`."""
+    if p <= 0 or present.shape[1] < 2:
+        return present
+    kept = present & (torch.rand(present.shape, device=present.device) >= p)
+    return torch.where(kept.any(dim=1, keepdim=True), kept, present)
+
+
+class StopFlag:
+    """First Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step; a second Ctrl-C aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict = {}
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopFlag:  # noqa: PYI034
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread: no signal handling, Ctrl-C behaves as usual
+                pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Interrupted(MMError):
+    """Training stopped by the user after saving a resumable checkpoint (exit 130)."""
+
+    exit_code = 130
+
+
+def save_last(run: Path, model, opt, sched, state: LoopState) -> None:
+    """last/model.safetensors + last/state.pt (optimiser, scheduler, RNG, loop state), each written atomically."""
+    save_weights(model, run / "last" / "model.safetensors")
+    blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+            "loop": dict(state.__dict__)}
+    with atomic_path(run / "last" / "state.pt") as tmp:
+        torch.save(blob, tmp)
+
+
+def load_last(run: Path, model, opt, sched) -> LoopState:
+    """Restore what save_last wrote; a tampered or truncated file gives a clear error."""
+    from mmcli.runs import load_weights
+
+    load_weights(model, run / "last" / "model.safetensors")
+    try:
+        blob = torch.load(run / "last" / "state.pt", weights_only=True)
+        opt.load_state_dict(blob["optimizer"])
+        sched.load_state_dict(blob["scheduler"])
+        torch.set_rng_state(blob["rng"])
+        return LoopState(**blob["loop"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same clear message
+        raise MMError(f"cannot resume from {run / 'last'}: {str(exc).splitlines()[0][:200]} "
+                      "(truncated or tampered checkpoint?)") from None
+
+
+def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState, on_step, stop: StopFlag,
+                    progress, task) -> dict | None:
+    """Train over `batches` from batch `state.batch` on. `on_step()` runs after every step (checkpointing).
+    -> {train_loss, train_accuracy, samples_per_s, seconds}, or None when a stop was requested mid-epoch."""
+    model.train()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+    acc = state.partial or {"total": 0, "correct": 0, "loss_sum": 0.0, "seconds": 0.0}
+    progress.update(task, completed=state.batch)
+    start = time.perf_counter() - acc["seconds"]
+    for inputs, present, labels, _ in batches.iterate(start_batch=state.batch):
+        logits = model(inputs, drop_modalities(present, cfg.train.modality_dropout))
+        loss = loss_fn(logits, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        opt.step()
+        sched.step()
+        n = labels.shape[0]
+        acc["total"] += n
+        acc["loss_sum"] += loss.item() * n
+        acc["correct"] += int((logits.argmax(1) == labels).sum().item())
+        acc["seconds"] = time.perf_counter() - start
+        state.batch, state.partial = state.batch + 1, acc
+        progress.update(task, advance=1, stats=f"loss {acc['loss_sum'] / acc['total']:.4f} "
+                        f"acc {acc['correct'] / acc['total']:.3f} {acc['total'] / max(acc['seconds'], 1e-9):.0f}/s")
+        on_step()
+        if stop.requested:
+            return None
+    state.batch, state.partial = 0, {}
+    total = max(acc["total"], 1)
+    return {"train_loss": acc["loss_sum"] / total, "train_accuracy": acc["correct"] / total,
+            "samples_per_s": acc["total"] / max(acc["seconds"], 1e-9), "seconds": acc["seconds"]}

@@ -94,7 +94,7 @@ def load_image(path: str | Path, max_pixels: int = 50_000_000) -> torch.Tensor:
     """Decode a file to uint8 RGB `[3, H, W]`. Raises ImageProblem with a readable reason."""
     path = Path(path)
     if not path.is_file():
-        raise ImageProblem("file not found" if not path.exists() else "not a regular file")
+        raise ImageProblem(f"file not found: {path}" if not path.exists() else f"not a regular file: {path}")
     data = path.read_bytes()
     if not data:
         raise ImageProblem("empty file (0 bytes)")

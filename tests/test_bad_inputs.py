@@ -71,7 +71,7 @@ def test_awkward_images_normalised_and_unusable_ones_listed(awkward, tmp_path):
     first_bad = 2 + 30 + len(good)  # header row 1, 30 rows, then the good awkward rows
     assert sorted(listed) == list(range(first_bad, first_bad + len(bad)))
     reasons = [listed[r]["reason"] for r in sorted(listed)]
-    assert reasons[0] == "file not found"
+    assert reasons[0] == f"file not found: {csv.parent / 'awkward' / 'missing.png'}"
     assert "empty file (0 bytes)" in reasons[1]
     assert all("cannot decode image" in r for r in reasons[2:5])
     assert "exceeds the limit" in reasons[5] and "data.max_image_pixels" in reasons[5]

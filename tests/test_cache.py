@@ -149,3 +149,16 @@ def test_half_written_cache_is_rebuilt(dataset, tiny_cfg, tmp_path):
     (tmp_path / "c" / "meta.json").write_text("{trunc")  # e.g. killed mid-write on a file system without rename
     _, _, reused = build(dataset, tiny_cfg, tmp_path / "c")
     assert not reused
+
+
+def test_interrupted_decoding_leaves_no_temporary_file(dataset, tiny_cfg, tmp_path, monkeypatch):
+    from mmcli.data import images
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images, "_decode_into", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build(dataset, tiny_cfg, tmp_path / "c")
+    assert [p.name for p in (tmp_path / "c").iterdir() if "tmp" in p.name] == []
+    assert not (tmp_path / "c" / "meta.json").exists()

@@ -184,3 +184,13 @@ def test_very_long_cell(tmp_path):
     long_text = "word " * 60_000  # 300 KB: past the csv module's default 128 KiB field limit
     path = write_csv(tmp_path / "m.csv", ["image", "text", "label"], [["a.png", long_text, "l"]])
     assert manifest(path).rows[0]["text"] == long_text.strip()
+
+
+def test_windows_separators_resolve_when_the_file_exists(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"x")
+    path = write_csv(tmp_path / "m.csv", ["image", "text", "label"], [["images\\a.png", "x", "l"]])
+    man = manifest(path)
+    assert man.resolve("images\\a.png") == tmp_path / "images" / "a.png"
+    assert man.resolve("images\\none.png") == tmp_path / "images\\none.png"  # not found either way: as written
+    assert str(man.resolve("/abs/x.png")) == "/abs/x.png"  # absolute paths are taken as they are

@@ -101,7 +101,7 @@ def test_bad_rows_listed_with_spreadsheet_row_numbers(broken):
     listed = read_csv(cache.dir / "bad_rows.csv")
     assert [int(r["row"]) for r in listed] == sorted(expected)
     reasons = {int(r["row"]): r["reason"] for r in listed}
-    assert reasons[3] == "file not found"
+    assert reasons[3] == f"file not found: {broken.parent / 'images' / 'missing.png'}"  # the resolved path
     assert "empty file" in reasons[6]
     assert reasons[10] == reasons[11] == "label is empty"
     assert "text is empty" in reasons[12]

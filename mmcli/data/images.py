@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -46,14 +47,27 @@ def decode_column(
     Returns (memmap opened read-only, {index: problem}). Rows that fail or are skipped stay zero.
     """
     n = len(paths)
-    tmp = out_file.with_suffix(".tmp.npy")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+    # a name of our own: two processes preprocessing the same CSV must not write into one temporary file
+    tmp = out_file.with_name(f".{out_file.stem}.{os.getpid()}.tmp.npy")
+    try:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+        problems = _decode_into(arr, paths, size, workers, max_pixels, label)
+        arr.flush()
+        del arr
+        tmp.replace(out_file)
+    finally:
+        tmp.unlink(missing_ok=True)  # interrupted: leave no half-written array behind
+    return np.load(out_file, mmap_mode="r"), problems
+
+
+def _decode_into(arr: np.ndarray, paths: list[Path | None], size: int, workers: int, max_pixels: int,
+                 label: str) -> dict[int, str]:
     problems: dict[int, str] = {}
     loader = DataLoader(
         _DecodeSet(paths, size, max_pixels), batch_size=64, num_workers=workers, collate_fn=_collate
     )
     with make_progress() as progress:
-        task = progress.add_task(f"decode {label}", total=n)
+        task = progress.add_task(f"decode {label}", total=len(paths))
         for batch in loader:
             for i, img, problem in batch:
                 if img is not None:
@@ -61,7 +75,4 @@ def decode_column(
                 elif problem is not None:
                     problems[i] = problem
             progress.advance(task, len(batch))
-    arr.flush()
-    del arr
-    tmp.replace(out_file)
-    return np.load(out_file, mmap_mode="r"), problems
+    return problems

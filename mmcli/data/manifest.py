@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,15 @@ class Manifest:
         return self.image_columns + self.text_columns
 
     def resolve(self, value: str) -> Path:
-        """An image cell -> a path; relative paths resolve against the CSV's folder."""
+        """An image cell -> a path; relative paths resolve against the CSV's folder. Windows separators
+        (`images\\a.png`, from a CSV written on Windows) are read as `/` where that names an existing file."""
+        p = self._resolve(value)
+        if "\\" in value and os.sep == "/" and not p.exists():
+            alt = self._resolve(value.replace("\\", "/"))
+            p = alt if alt.exists() else p
+        return p
+
+    def _resolve(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.root / p
 

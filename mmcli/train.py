@@ -18,7 +18,7 @@ from mmcli.errors import DataError, UsageError
 from mmcli.evaluate import predict_probs
 from mmcli.files import atomic_write_text
 from mmcli.loading import resolve_device
-from mmcli.loop import Interrupted, LoopState, StopFlag, load_last, lr_lambda, save_last, train_one_epoch
+from mmcli.loop import Interrupted, LoopState, StopFlag, last_dir, load_last, lr_lambda, save_last, train_one_epoch
 from mmcli.metrics import classification_metrics
 from mmcli.models.classifier import build_model
 from mmcli.progress import console, info, make_progress, quiet
@@ -66,8 +66,8 @@ def _start_run(csv_path: Path, cfg: Config, output, resume, cache_dir):
     """-> (run folder, config, cache, bad rows, resumed blob or None)."""
     if resume is not None:
         run = Path(resume)
-        if not (run / "last" / "state.pt").exists():
-            raise UsageError(f"{run} has no last/state.pt checkpoint to resume from")
+        if last_dir(run) is None or not (run / "config.yaml").exists():
+            raise UsageError(f"{run} has no checkpoint to resume from (expected {run}/last/state.pt)")
         import yaml
 
         cfg = load_config(base=yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")))
@@ -182,7 +182,7 @@ def _end_epoch(run: Path, model, opt, sched, state: LoopState, row: dict, cfg: C
 
 def _finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str) -> Path:
     """Reload the best weights, score val (and test when the CSV has one), write metrics.json + report.md."""
-    from mmcli.report import eval_markdown
+    from mmcli.report import write_report
     from mmcli.runs import load_weights
 
     load_weights(model, run / "model.safetensors")
@@ -198,7 +198,9 @@ def _finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str)
     write_json(run / "metrics.json", metrics)
     main = metrics.get("test") or metrics.get("val")
     if main:
-        atomic_write_text(run / "report.md", eval_markdown({**main, "csv": "validation/test split"}, []))
+        split = "test" if "test" in metrics else "val"
+        write_report(run, {**main, "csv": f"the {split} split of the training CSV", "split": split},
+                     history_csv=run / "history.csv")
     update_latest(run)
     _summary(run, metrics, state)
     return run

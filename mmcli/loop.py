@@ -8,6 +8,8 @@ an uninterrupted run would have done: the batch order is a function of (seed, ep
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -87,27 +89,47 @@ class Interrupted(MMError):
 
 
 def save_last(run: Path, model, opt, sched, state: LoopState) -> None:
-    """last/model.safetensors + last/state.pt (optimiser, scheduler, RNG, loop state), each written atomically."""
-    save_weights(model, run / "last" / "model.safetensors")
+    """Write last/ (weights + optimiser, scheduler, RNG and loop state) as one unit: the pair is written into
+    last.tmp/, then swapped in by renames, so a kill at any moment leaves one complete, consistent pair."""
+    tmp, last, old = run / "last.tmp", run / "last", run / "last.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_weights(model, tmp / "model.safetensors")
     blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
             "loop": dict(state.__dict__)}
-    with atomic_path(run / "last" / "state.pt") as tmp:
-        torch.save(blob, tmp)
+    with atomic_path(tmp / "state.pt") as path:
+        torch.save(blob, path)
+    if last.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(last, old)
+    os.replace(tmp, last)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def last_dir(run: Path) -> Path | None:
+    """The complete checkpoint folder: last/, else last.tmp/ (complete once last/ was moved away), else last.old/."""
+    for name in ("last", "last.tmp", "last.old"):
+        complete = (run / name / "state.pt").exists() and (run / name / "model.safetensors").exists()
+        if complete and (name != "last.tmp" or not (run / "last").exists()):
+            return run / name
+    return None
 
 
 def load_last(run: Path, model, opt, sched) -> LoopState:
     """Restore what save_last wrote; a tampered or truncated file gives a clear error."""
     from mmcli.runs import load_weights
 
-    load_weights(model, run / "last" / "model.safetensors")
+    d = last_dir(run)
+    if d is None:
+        raise MMError(f"{run} has no complete checkpoint in last/ to resume from")
+    load_weights(model, d / "model.safetensors")
     try:
-        blob = torch.load(run / "last" / "state.pt", weights_only=True)
+        blob = torch.load(d / "state.pt", weights_only=True)
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         torch.set_rng_state(blob["rng"])
         return LoopState(**blob["loop"])
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same clear message
-        raise MMError(f"cannot resume from {run / 'last'}: {str(exc).splitlines()[0][:200]} "
+        raise MMError(f"cannot resume from {d}: {str(exc).splitlines()[0][:200]} "
                       "(truncated or tampered checkpoint?)") from None
 
 

@@ -96,11 +96,15 @@ def train(csv_path: Path | None, cfg: Config, output: Path | None = None, resume
           cache_dir: Path | None = None) -> Path:
     """Train a model on `csv_path` and write a run folder; returns its path."""
     run, cfg, csv_path, cache, _ = _start_run(csv_path, cfg, output, resume, cache_dir)
-    with RunLock(run):
-        device = _setup(cfg)
-        if resume is None:
-            _write_run_files(run, cfg, csv_path, cache)
-        return _fit(run, cfg, cache, device, resume is not None)
+    threads = torch.get_num_threads()
+    try:
+        with RunLock(run):
+            device = _setup(cfg)
+            if resume is None:
+                _write_run_files(run, cfg, csv_path, cache)
+            return _fit(run, cfg, cache, device, resume is not None)
+    finally:
+        torch.set_num_threads(threads)  # train.threads is for this run only (matters when called in-process)
 
 
 def _build(cfg: Config, cache, device: str):

@@ -181,7 +181,11 @@ def predict(
 
     run_arg, rest = _split_predict_args(list(args or []))
     run = resolve_run(run_arg)
-    if len(rest) == 1 and rest[0].lower().endswith((".csv", ".tsv")) and Path(rest[0]).is_file():
+    if len(rest) == 1 and rest[0].lower().endswith((".csv", ".tsv")):
+        if not Path(rest[0]).is_file():  # else the path itself would be "predicted" as a text
+            from mmcli.errors import DataError
+
+            raise DataError(f"batch CSV not found: {rest[0]}")
         out = predict_csv(run, Path(rest[0]), output)
         typer.echo(json.dumps({"predictions": str(out)}) if json_out else str(out))
         return

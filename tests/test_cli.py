@@ -246,6 +246,8 @@ def test_predict_single_errors(trained, tmp_path):
     assert_clean_failure(mm("predict", run, tmp_path / "t.jpg", "words"), 1, "cannot decode image")
     assert_clean_failure(mm("predict", run, "--input", "nope=1"), 2, "unknown input column")
     assert_clean_failure(mm("predict", run), 2, "nothing to predict")
+    # a mistyped batch CSV is an error, not a text to classify
+    assert_clean_failure(mm("predict", run, tmp_path / "typo.csv"), 1, "batch CSV not found")
 
 
 @pytest.mark.slow

@@ -1,10 +1,12 @@
-"""The multimodal classifier: one encoder per input column, a fusion, a head; and `build_model` from config."""
+"""The multimodal classifier: one encoder per input column, a fusion, a head; `build_model` from config; and the
+fine-tuning helpers the training loop uses (`param_groups`, `frozen_inputs`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from mmcli.models.encoder import apply_finetuning
 from mmcli.models.fusion import FUSIONS
 from mmcli.models.image import IMAGE_ENCODERS
 from mmcli.models.text import TEXT_ENCODERS
@@ -33,25 +35,44 @@ class MultimodalClassifier(nn.Module):
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fusion.out_dim, num_classes))
         self.num_classes = num_classes
 
-    def embed(self, inputs: dict[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
-        """`{name: input}` -> `{name: [B, D]}` with absent rows swapped for the missing embedding."""
+    def encode(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """One modality's input -> `[B, D]`. A fully frozen encoder runs without autograd: nothing in it trains,
+        so recording its graph would only cost memory and time."""
+        enc = self.encoders[name]
+        if getattr(enc, "fully_frozen", False):
+            with torch.no_grad():
+                return enc(x)
+        return enc(x)
+
+    def embed(self, inputs: dict[str, torch.Tensor], present: torch.Tensor,
+              cached: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """`{name: input}` -> `{name: [B, D]}` with absent rows swapped for the missing embedding.
+
+        `cached`: precomputed `{name: [B, D]}` encoder outputs (e.g. of frozen encoders) used instead of running
+        the encoder; such names need not be in `inputs`.
+        """
+        cached = cached or {}
         out = {}
         for j, name in enumerate(self.names):
-            emb = self.encoders[name](inputs[name])
+            emb = cached[name] if name in cached else self.encode(name, inputs[name])
             out[name] = torch.where(present[:, j : j + 1], emb, self.missing[name].to(emb.dtype))
         return out
 
-    def forward(self, inputs: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: dict[str, torch.Tensor], present: torch.Tensor,
+                cached: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """-> logits `[B, num_classes]`."""
-        return self.head(self.fusion(self.embed(inputs, present), present))
+        return self.head(self.fusion(self.embed(inputs, present, cached), present))
 
 
-def build_encoder(kind: str, name: str, cfg, vocab_size: int | None) -> nn.Module:
-    """One encoder from config: `kind` is "image" or "text"."""
+def build_encoder(kind: str, name: str, cfg, vocab_size: int | None, column: str | None = None) -> nn.Module:
+    """One encoder from config, with `model.freeze` / `model.unfreeze_last` applied. `kind`: "image" or "text"."""
     if kind == "image":
-        return IMAGE_ENCODERS.build(name, embed_dim=cfg.model.embed_dim, image_size=cfg.data.image_size, cfg=cfg)
-    return TEXT_ENCODERS.build(name, vocab_size=vocab_size, embed_dim=cfg.model.embed_dim,
-                               max_tokens=cfg.data.max_tokens, cfg=cfg)
+        enc = IMAGE_ENCODERS.build(name, embed_dim=cfg.model.embed_dim, image_size=cfg.data.image_size, cfg=cfg)
+    else:
+        enc = TEXT_ENCODERS.build(name, vocab_size=vocab_size, embed_dim=cfg.model.embed_dim,
+                                  max_tokens=cfg.data.max_tokens, cfg=cfg)
+    apply_finetuning(enc, cfg, column, name, kind)
+    return enc
 
 
 def build_model(cfg, inputs: list[dict], num_classes: int, vocab_size: int | None) -> MultimodalClassifier:
@@ -65,8 +86,41 @@ def build_model(cfg, inputs: list[dict], num_classes: int, vocab_size: int | Non
     encoders = {}
     for inp in inputs:
         default = cfg.model.image_encoder if inp["kind"] == "image" else cfg.model.text_encoder
-        encoders[inp["name"]] = build_encoder(inp["kind"], cfg.model.encoders.get(inp["name"], default), cfg,
-                                              vocab_size)
+        name = cfg.model.encoders.get(inp["name"], default)
+        encoders[inp["name"]] = build_encoder(inp["kind"], name, cfg, vocab_size, column=inp["name"])
     dims = {n: e.out_dim for n, e in encoders.items()}
     fusion = FUSIONS.build(cfg.model.fusion, dims=dims, num_classes=num_classes, cfg=cfg)
     return MultimodalClassifier(encoders, fusion, num_classes, cfg.model.hidden_dim, cfg.model.dropout)
+
+
+def frozen_inputs(model: MultimodalClassifier) -> list[str]:
+    """Names of the modalities whose encoder is fully frozen: their embeddings never change during training, so
+    the loop may compute them once and pass them as `cached` (valid while their inputs are not augmented)."""
+    return [n for n in model.names if getattr(model.encoders[n], "fully_frozen", False)]
+
+
+def param_groups(model: nn.Module, lr: float, pretrained_lr: float | None = None,
+                 weight_decay: float | None = None) -> list[dict]:
+    """AdamW parameter groups: trainable parameters of pretrained encoders at `pretrained_lr` (default `lr`), the
+    rest at `lr`; frozen parameters are left out.
+
+    With `weight_decay`, biases and norm weights (1-D tensors) get none (decay only shrinks weights usefully in
+    matrices and convolutions), the rest get `weight_decay`; without it the optimiser's default applies.
+    """
+    pretrained = set()
+    for enc in getattr(model, "encoders", {}).values():
+        if getattr(enc, "pretrained", False):
+            pretrained |= {id(p) for p in enc.parameters()}
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            key = (id(p) in pretrained, weight_decay is not None and p.ndim < 2)
+            groups.setdefault(key, []).append(p)
+    out = []
+    for (is_pre, no_decay), params in sorted(groups.items()):
+        group = {"params": params, "lr": pretrained_lr if is_pre and pretrained_lr is not None else lr,
+                 "pretrained": is_pre}
+        if weight_decay is not None:
+            group["weight_decay"] = 0.0 if no_decay else weight_decay
+        out.append(group)
+    return out

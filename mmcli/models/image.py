@@ -166,6 +166,3 @@ def build_vit(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **
                       layers=int(model_opt(cfg, "vit_layers", 4)), hidden=hidden, heads=num_heads(hidden),
                       mlp=2 * hidden)
 
-
-# Registers the pretrained encoders (effnet_lite*, hf); their packages are imported only when one is built.
-from mmcli.models import pretrained as _pretrained  # noqa: F401

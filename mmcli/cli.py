@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,13 +24,13 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file (see `mm config`).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (see `mm config`).")]
 SetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable)."),
 ]
-LabelOpt = Annotated[Optional[str], typer.Option("--label", help="Name of the label column (default: label).")]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache folder (default: ~/.cache/mmcli/...).")]
+LabelOpt = Annotated[str | None, typer.Option("--label", help="Name of the label column (default: label).")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder (default: ~/.cache/mmcli/...).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
@@ -67,7 +69,7 @@ def _config(config: Path | None, overrides: list[str] | None, label: str | None)
 @handle_errors
 def preprocess(
     csv: Annotated[Path, typer.Argument(help="CSV manifest with a header (image paths, texts, label).")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Cache folder to write.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Cache folder to write.")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     label: LabelOpt = None,
@@ -85,20 +87,52 @@ def preprocess(
 @app.command()
 @handle_errors
 def train(
-    csv: Annotated[Optional[Path], typer.Argument(help="CSV manifest (optional with --resume).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default runs/<time>).")] = None,
+    csv: Annotated[Path | None, typer.Argument(help="CSV manifest (optional with --resume).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (default runs/<time>).")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     label: LabelOpt = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run folder.")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run folder.")] = None,
     cache_dir: CacheOpt = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps "
+                                                  "(train.device).")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="32, bf16 or fp16 (train.precision).")]
+    = None,
+    nproc: Annotated[int, typer.Option("--nproc-per-node", help="Processes per machine (one per GPU): launches "
+                                       "through torch.distributed.run (torchrun).")] = 1,
+    nnodes: Annotated[str, typer.Option("--nnodes", help="Number of machines (or MIN:MAX).")] = "1",
+    node_rank: Annotated[int, typer.Option("--node-rank", help="This machine's rank among --nnodes.")] = 0,
+    master_addr: Annotated[str, typer.Option("--master-addr", help="Address of the rank-0 machine.")] = "127.0.0.1",
+    master_port: Annotated[int, typer.Option("--master-port", help="Free port on the rank-0 machine.")] = 29500,
+    rdzv_endpoint: Annotated[str | None, typer.Option("--rdzv-endpoint", help="host:port of a c10d rendezvous "
+                                                         "(instead of --master-addr/--node-rank).")] = None,
 ) -> None:
     """Train a model (zero-config: columns inferred) and write a run folder; runs/latest points at it."""
-    cfg = _config(config, set_, label)  # before the torch import below: config errors answer at once
+    sets = list(set_ or []) + ([f"train.device={device}"] if device else []) + (
+        [f"train.precision={precision}"] if precision else [])
+    cfg = _config(config, sets, label)  # before the torch import below: config errors answer at once
+    if nproc > 1 or nnodes != "1":
+        from mmcli.distributed import launch
+
+        argv = ["train"] + ([str(csv)] if csv else []) + _pass_on(output=output, config=config, label=label,
+                                                                   resume=resume, cache_dir=cache_dir)
+        argv += [a for s in sets for a in ("--set", s)]
+        launch(argv, nproc, nnodes, node_rank, master_addr, master_port, rdzv_endpoint)
+        return
     from mmcli.train import train as run_train
 
     run = run_train(csv, cfg, output, resume, cache_dir)
-    typer.echo(str(run))
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(str(run))
+
+
+def _pass_on(**options) -> list[str]:
+    """Options given to the launcher, as arguments for each launched `mm train` process."""
+    out = []
+    for name, value in options.items():
+        if value is not None:
+            out += [f"--{name.replace('_', '-')}", str(value)]
+    return out
 
 
 @app.command("eval")
@@ -106,13 +140,13 @@ def train(
 def eval_(
     run: Annotated[Path, typer.Argument(help="Run folder, e.g. runs/latest.")],
     csv: Annotated[Path, typer.Argument(help="CSV manifest with labels to score.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Folder for metrics.json + report.md "
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder for metrics.json + report.md "
                                                    "(default: the run folder).")] = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="Score only rows of this split (train/val/test).")]
+    split: Annotated[str | None, typer.Option("--split", help="Score only rows of this split (train/val/test).")]
     = None,
     ablate: Annotated[bool, typer.Option("--ablate", help="Also score with each modality hidden (the model's "
                                          "missing-input path) and by the inputs rows have.")] = False,
-    fail_under: Annotated[Optional[list[str]], typer.Option("--fail-under", help="METRIC=THRESHOLD: exit 1 when the "
+    fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help="METRIC=THRESHOLD: exit 1 when the "
                                                             "metric is below it, e.g. accuracy=0.9 (repeatable).")]
     = None,
     json_out: JsonOpt = False,
@@ -163,13 +197,13 @@ def _split_predict_args(args: list[str]) -> tuple[Path | None, list[str]]:
 @app.command()
 @handle_errors
 def predict(
-    args: Annotated[Optional[list[str]], typer.Argument(help="[RUN] IMAGE TEXT, or [RUN] data.csv for a batch.")]
+    args: Annotated[list[str] | None, typer.Argument(help="[RUN] IMAGE TEXT, or [RUN] data.csv for a batch.")]
     = None,
-    image: Annotated[Optional[str], typer.Option("--image", help="Image path (instead of a positional one).")] = None,
-    text: Annotated[Optional[str], typer.Option("--text", help="Text (instead of a positional one).")] = None,
-    inputs: Annotated[Optional[list[str]], typer.Option("--input", help="column=value for models with several "
+    image: Annotated[str | None, typer.Option("--image", help="Image path (instead of a positional one).")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="Text (instead of a positional one).")] = None,
+    inputs: Annotated[list[str] | None, typer.Option("--input", help="column=value for models with several "
                                                         "image/text columns (repeatable).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Batch mode: predictions CSV to write.")]
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Batch mode: predictions CSV to write.")]
     = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many labels to show.")] = 5,
     json_out: JsonOpt = False,

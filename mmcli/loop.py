@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,24 +134,55 @@ def load_last(run: Path, model, opt, sched) -> LoopState:
                       "(truncated or tampered checkpoint?)") from None
 
 
+@dataclass
+class StepTools:
+    """Per-run helpers for `train_one_epoch`: mixed precision, frozen-embedding lookup, distributed stop vote."""
+
+    device_type: str = "cpu"
+    amp_dtype: torch.dtype | None = None  # bf16 / fp16 autocast, None for fp32
+    scaler: torch.amp.GradScaler | None = None  # fp16 only: scales the loss so small gradients don't underflow
+    cached: Callable[[torch.Tensor], dict] | None = None  # cache positions -> {modality: [B, D]} precomputed
+    any_rank: Callable[[bool], bool] = lambda flag: flag  # OR over ranks, so all ranks stop at the same step
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+
+def _step(model: nn.Module, opt, sched, loss: torch.Tensor, grad_clip: float, tools: StepTools) -> None:
+    opt.zero_grad(set_to_none=True)
+    if tools.scaler is not None:
+        tools.scaler.scale(loss).backward()
+        tools.scaler.unscale_(opt)
+    else:
+        loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if tools.scaler is not None:
+        tools.scaler.step(opt)
+        tools.scaler.update()
+    else:
+        opt.step()
+    sched.step()
+
+
 def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState, on_step, stop: StopFlag,
-                    progress, task) -> dict | None:
+                    progress, task, tools: StepTools | None = None) -> dict | None:
     """Train over `batches` from batch `state.batch` on. `on_step()` runs after every step (checkpointing).
-    -> {train_loss, train_accuracy, samples_per_s, seconds}, or None when a stop was requested mid-epoch."""
+    -> {train_loss, train_accuracy, samples_per_s, seconds} (this rank's rows), or None when a stop was requested
+    mid-epoch."""
+    tools = tools or StepTools()
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
     acc = state.partial or {"total": 0, "correct": 0, "loss_sum": 0.0, "seconds": 0.0}
     progress.update(task, completed=state.batch)
     start = time.perf_counter() - acc["seconds"]
-    for inputs, present, labels, _ in batches.iterate(start_batch=state.batch):
-        logits = model(inputs, drop_modalities(present, cfg.train.modality_dropout))
-        loss = loss_fn(logits, labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        opt.step()
-        sched.step()
+    for inputs, present, labels, pos in batches.iterate(start_batch=state.batch):
+        cached = tools.cached(pos) if tools.cached else None
+        with tools.autocast():
+            logits = model(inputs, drop_modalities(present, cfg.train.modality_dropout), cached)
+            loss = loss_fn(logits.float(), labels)
+        _step(model, opt, sched, loss, cfg.train.grad_clip, tools)
         n = labels.shape[0]
         acc["total"] += n
         acc["loss_sum"] += loss.item() * n
@@ -160,9 +192,10 @@ def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState
         progress.update(task, advance=1, stats=f"loss {acc['loss_sum'] / acc['total']:.4f} "
                         f"acc {acc['correct'] / acc['total']:.3f} {acc['total'] / max(acc['seconds'], 1e-9):.0f}/s")
         on_step()
-        if stop.requested:
+        if tools.any_rank(stop.requested):
             return None
     state.batch, state.partial = 0, {}
     total = max(acc["total"], 1)
     return {"train_loss": acc["loss_sum"] / total, "train_accuracy": acc["correct"] / total,
-            "samples_per_s": acc["total"] / max(acc["seconds"], 1e-9), "seconds": acc["seconds"]}
+            "samples_per_s": acc["total"] / max(acc["seconds"], 1e-9), "seconds": acc["seconds"],
+            "rows": acc["total"]}

@@ -29,7 +29,7 @@ def make_progress(*extra: object) -> Progress:
         TimeRemainingColumn(),
         *extra,
         console=console,
-        disable=quiet(),
+        disable=quiet() or not console.is_terminal,  # logs get plain lines instead (see `log_line`)
         transient=False,
     )
 
@@ -50,3 +50,9 @@ def info(message: str) -> None:
 
 def warn(message: str) -> None:
     console.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def log_line(message: str) -> None:
+    """A line for non-interactive output (CI logs, pipes), where live progress bars are off."""
+    if not quiet() and not console.is_terminal:
+        console.print(message, soft_wrap=True)

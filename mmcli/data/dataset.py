@@ -44,15 +44,26 @@ class Batches:
     """Iterate `(inputs {name: tensor}, present bool [B, M], labels int64 [B], positions int64 [B])`.
 
     `positions` are indices into the cache's arrays; shuffling is seeded by (seed, epoch).
+
+    Distributed (`world` > 1): every rank walks the same global permutation in global batches of `batch_size`
+    and takes its share `batch[rank::world]`, so the ranks together see exactly the batches of a single-process
+    run (what torch's DistributedSampler does per epoch, but aligned to global batches).
     """
 
     def __init__(self, cache, indices: np.ndarray, batch_size: int, specs: dict[str, ImageSpec],
-                 shuffle: bool = False, augment: bool = False, seed: int = 0, device: str = "cpu") -> None:
+                 shuffle: bool = False, augment: bool = False, seed: int = 0, device: str = "cpu",
+                 rank: int = 0, world: int = 1, skip: set[str] | None = None) -> None:
         self.cache, self.indices, self.batch_size = cache, np.asarray(indices), batch_size
         self.specs, self.shuffle, self.augment, self.seed, self.device = specs, shuffle, augment, seed, device
+        self.rank, self.world = rank, world
+        self.skip = skip or set()  # inputs not to load (their embeddings come from elsewhere, e.g. frozen encoders)
+        self.pin = str(device).startswith("cuda")
         self.epoch = 0
 
     def __len__(self) -> int:
+        if self.world > 1:  # a last global batch too small to give every rank a row is dropped
+            full, rest = divmod(len(self.indices), self.batch_size)
+            return full + (rest >= self.world)
         return (len(self.indices) + self.batch_size - 1) // self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
@@ -67,6 +78,8 @@ class Batches:
     def _images(self, name: str, pos: np.ndarray) -> torch.Tensor:
         spec = self.specs[name]
         x = torch.from_numpy(np.ascontiguousarray(self.cache.images[name][pos]))
+        if self.pin:  # page-locked memory lets the copy to the GPU run asynchronously
+            x = x.pin_memory()
         if x.shape[-1] != spec.size:
             from torchvision.transforms.v2 import functional as F
 
@@ -82,6 +95,8 @@ class Batches:
         inputs = {}
         for inp in self.cache.inputs:
             name = inp["name"]
+            if name in self.skip:
+                continue
             if inp["kind"] == "image":
                 inputs[name] = self._images(name, pos)
             else:
@@ -93,8 +108,9 @@ class Batches:
     def iterate(self, start_batch: int = 0) -> Iterator:
         """Batches from number `start_batch` on (a resumed epoch skips the ones it already trained on)."""
         order = self._order()
-        for start in range(start_batch * self.batch_size, len(order), self.batch_size):
-            yield self.batch(order[start : start + self.batch_size])
+        for k in range(start_batch, len(self)):
+            chunk = order[k * self.batch_size : (k + 1) * self.batch_size]
+            yield self.batch(chunk[self.rank :: self.world] if self.world > 1 else chunk)
 
     def __iter__(self) -> Iterator:
         return self.iterate()

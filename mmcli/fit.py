@@ -1,0 +1,229 @@
+"""The epoch loop of `mm train`: build model + optimiser, train, validate, checkpoint, early stop, finish.
+
+Works the same in one process and under torchrun: batches are sharded per rank, DDP averages gradients,
+validation predictions are gathered, and only rank 0 writes files or prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import torch
+
+from mmcli import distributed as D
+from mmcli.config import Config
+from mmcli.data.dataset import Batches, image_specs
+from mmcli.evaluate import predict_probs
+from mmcli.files import atomic_write_text
+from mmcli.loop import Interrupted, LoopState, StepTools, StopFlag, load_last, lr_lambda, save_last, train_one_epoch
+from mmcli.metrics import classification_metrics
+from mmcli.models.classifier import build_model, frozen_inputs, param_groups
+from mmcli.progress import console, info, log_line, make_progress, quiet
+from mmcli.runs import save_weights, update_latest, write_json
+
+MONITOR_MODE = {"val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
+AMP = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _vocab(cache) -> int | None:
+    from mmcli.text import load_tokenizer
+
+    tok_file = cache.dir / "tokenizer.json"
+    return load_tokenizer(tok_file).get_vocab_size() if tok_file.exists() else None
+
+
+def _tools(cfg: Config, device: str, dinfo: D.DistInfo) -> StepTools:
+    dtype = AMP[cfg.train.precision]
+    device_type = torch.device(device).type
+    if dtype is not None and device_type == "cpu" and dtype == torch.float16:
+        dtype = torch.bfloat16  # CPU autocast has no fp16 kernels worth using
+    scaler = torch.amp.GradScaler(device_type) if dtype == torch.float16 else None
+
+    def any_rank(flag: bool) -> bool:
+        return bool(D.sum_scalars(dinfo, {"stop": float(flag)})["stop"]) if dinfo.enabled else flag
+
+    return StepTools(device_type=device_type, amp_dtype=dtype, scaler=scaler, any_rank=any_rank)
+
+
+@torch.inference_mode()
+def _frozen_embeddings(model, cache, names: list[str], cfg: Config, device: str) -> dict[str, torch.Tensor]:
+    """Run each fully frozen encoder once over every valid row: {modality: float [N_cache, D]} (rows that are not
+    valid stay zero). Later epochs then cost only the trainable parts."""
+    specs = image_specs(model)
+    idx = cache.indices()
+    out = {}
+    for name in names:
+        enc = model.encoders[name]
+        enc.eval()
+        table = torch.zeros(len(cache.rows), enc.out_dim)
+        others = {i["name"] for i in cache.inputs} - {name}
+        batches = Batches(cache, idx, cfg.train.batch_size * 2, specs, device=device, skip=others)
+        for inputs, _, _, pos in batches:
+            table[pos] = enc(inputs[name]).float().cpu()
+        out[name] = table
+    return out
+
+
+def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
+    """-> (model, ddp model or the same, train batches, val batches, optimiser, scheduler, step tools)."""
+    names = cache.meta["label_names"]
+    # channels_last: conv backward runs ~25% faster on CPU in this layout (benchmarks/overhead.py)
+    model = build_model(cfg, cache.inputs, len(names), _vocab(cache)).to(device, memory_format=torch.channels_last)
+    specs = image_specs(model)
+    tools = _tools(cfg, device, dinfo)
+    frozen = frozen_inputs(model)
+    if frozen:
+        table = _frozen_embeddings(model, cache, frozen, cfg, device)
+        tools.cached = lambda pos: {n: t[pos].to(device) for n, t in table.items()}
+        info(f"frozen encoders ({', '.join(frozen)}): embeddings computed once and reused every epoch")
+    tr = Batches(cache, cache.indices(0), cfg.train.batch_size, specs, shuffle=True, augment=cfg.train.augment,
+                 seed=cfg.train.seed, device=device, rank=dinfo.rank, world=dinfo.world, skip=set(frozen))
+    va_idx = cache.indices(1)[dinfo.rank :: dinfo.world]  # each rank scores a shard; predictions are gathered
+    va = Batches(cache, va_idx, cfg.train.batch_size * 2, specs, device=device)
+    groups = param_groups(model, cfg.train.lr, cfg.train.pretrained_lr, cfg.train.weight_decay)
+    opt = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.train.epochs * len(tr), cfg.train.warmup))
+    net = model
+    if dinfo.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        net = DDP(model, device_ids=ids)
+    return model, net, tr, va, opt, sched, tools
+
+
+def _validate(model, va: Batches, names: list[str], dinfo: D.DistInfo) -> dict:
+    probs, labels, _ = predict_probs(model, va)
+    probs, labels = D.gather_arrays(dinfo, probs, labels)
+    return classification_metrics(probs, labels, names) if len(labels) else {}
+
+
+def _epoch_row(epoch: int, lr: float, result: dict, val: dict, dinfo: D.DistInfo) -> dict:
+    sums = D.sum_scalars(dinfo, {"rows": result["rows"], "loss": result["train_loss"] * result["rows"],
+                                 "correct": result["train_accuracy"] * result["rows"]})
+    rows = max(sums["rows"], 1)
+    return {"epoch": epoch, "lr": lr, "train_loss": sums["loss"] / rows, "train_accuracy": sums["correct"] / rows,
+            "samples_per_s": sums["rows"] / max(result["seconds"], 1e-9), "seconds": result["seconds"],
+            "val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"), "val_macro_f1": val.get("macro_f1")}
+
+
+def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.DistInfo) -> Path:
+    """Train until `train.epochs` or early stopping; returns the run folder."""
+    names = cache.meta["label_names"]
+    model, net, tr, va, opt, sched, tools = build(cfg, cache, device, dinfo)
+    state = load_last(run, model, opt, sched) if resumed else LoopState()
+    if resumed:
+        info(f"resuming {run} at epoch {state.epoch + 1}, batch {state.batch}")
+    info(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
+         f"{f' x {dinfo.world} processes' if dinfo.enabled else ''}; {len(tr.indices)} train / "
+         f"{len(cache.indices(1))} val rows; run folder {run}")
+    every = cfg.train.checkpoint_every
+
+    def on_step() -> None:
+        if every > 0 and sched.last_epoch % every == 0 and dinfo.main:
+            save_last(run, model, opt, sched, state)
+
+    from rich.progress import TextColumn
+
+    with StopFlag() as stop, make_progress(TextColumn("{task.fields[stats]}")) as progress:
+        for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
+            tr.set_epoch(epoch)
+            task = progress.add_task(f"epoch {epoch}/{cfg.train.epochs}", total=len(tr), stats="")
+            lr = opt.param_groups[-1]["lr"]
+            result = train_one_epoch(net, tr, opt, sched, cfg, state, on_step, stop, progress, task, tools)
+            if result is None:
+                if dinfo.main:
+                    save_last(run, model, opt, sched, state)
+                raise Interrupted(f"interrupted in epoch {epoch} after batch {state.batch}; saved a checkpoint. "
+                                  f"Resume with: mm train --resume {run}")
+            row = _epoch_row(epoch, lr, result, _validate(model, va, names, dinfo), dinfo)
+            val_text = f"val acc {_num(row['val_accuracy'])} loss {_num(row['val_loss'])}"
+            progress.update(task, stats=progress.tasks[task].fields["stats"] + " | " + val_text)
+            log_line(f"epoch {epoch}/{cfg.train.epochs}: train loss {row['train_loss']:.4f} acc "
+                     f"{row['train_accuracy']:.3f}, {row['samples_per_s']:.0f} samples/s, {row['seconds']:.1f} s | "
+                     + val_text)
+            if _end_epoch(run, model, opt, sched, state, row, cfg, dinfo):
+                info(f"early stop: no {cfg.train.monitor} improvement for {cfg.train.patience} epochs")
+                break
+    D.barrier(dinfo)
+    return finish(run, cfg, cache, model, state, device) if dinfo.main else run
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _end_epoch(run: Path, model, opt, sched, state: LoopState, row: dict, cfg: Config, dinfo: D.DistInfo) -> bool:
+    """Record the epoch, save best/last checkpoints (rank 0). -> True when early stopping triggers (every rank
+    decides the same: the metrics are already reduced)."""
+    mode = MONITOR_MODE[cfg.train.monitor]
+    value = row.get(cfg.train.monitor)
+    if value is None:  # no validation rows: the latest epoch counts as the best
+        value = -row["train_loss"] if mode == "max" else row["train_loss"]
+    state.epoch = row["epoch"]
+    state.history.append(row)
+    improved = state.best is None or (value > state.best if mode == "max" else value < state.best)
+    if improved:
+        state.best, state.best_epoch, state.bad_epochs = value, row["epoch"], 0
+    else:
+        state.bad_epochs += 1
+    if dinfo.main:
+        if improved:
+            save_weights(model, run / "model.safetensors")
+        _write_history(run, state.history)
+        save_last(run, model, opt, sched, state)
+    return cfg.train.patience > 0 and state.bad_epochs >= cfg.train.patience
+
+
+def _write_history(run: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(run / "history.csv", buf.getvalue())
+
+
+def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str) -> Path:
+    """Reload the best weights, score val (and test when the CSV has one), write metrics.json + report.md."""
+    from mmcli.report import write_report
+    from mmcli.runs import load_weights
+
+    load_weights(model, run / "model.safetensors")
+    names = cache.meta["label_names"]
+    specs = image_specs(model)
+    metrics: dict = {"best_epoch": state.best_epoch, "epochs_run": state.epoch, "monitor": cfg.train.monitor}
+    for split, code in (("val", 1), ("test", 2)):
+        idx = cache.indices(code)
+        if len(idx):
+            batches = Batches(cache, idx, cfg.train.batch_size * 2, specs, device=device)
+            probs, labels, _ = predict_probs(model, batches)
+            metrics[split] = classification_metrics(probs, labels, names)
+    write_json(run / "metrics.json", metrics)
+    main = metrics.get("test") or metrics.get("val")
+    if main:
+        split = "test" if "test" in metrics else "val"
+        write_report(run, {**main, "csv": f"the {split} split of the training CSV", "split": split},
+                     history_csv=run / "history.csv")
+    update_latest(run)
+    _summary(run, metrics, state)
+    return run
+
+
+def _summary(run: Path, metrics: dict, state: LoopState) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"run {run}")
+    table.add_column("split")
+    for col in ("rows", "accuracy", "macro_f1", "loss"):
+        table.add_column(col, justify="right")
+    for split in ("val", "test"):
+        m = metrics.get(split)
+        if m:
+            table.add_row(split, str(m["n"]), _num(m["accuracy"]), _num(m["macro_f1"]), _num(m["loss"]))
+    total = sum(float(h["seconds"]) for h in state.history)
+    table.caption = f"best epoch {state.best_epoch} of {state.epoch}; {total:.1f} s training"
+    if not quiet():
+        console.print(table)
+

@@ -133,11 +133,13 @@ def test_text_and_label_cases(tmp_path):
     rows[3][2] = ""  # row 5: empty label
     rows[4][2] = "nan"  # row 6
     rows[5][2] = "NaN"  # row 7
+    rows[6][0] = ""  # row 8: empty image cell
     csv = write_csv(root / "data.csv", ["image", "text", "label"], rows)
     _, cache, listed = run_preprocess(csv, tmp_path / "c", "data.max_tokens=7", "data.max_bad_fraction=0.2")
     assert {r: (v["column"], v["reason"].split(" (")[0]) for r, v in listed.items()} == {
         3: ("text", "text is empty"), 4: ("text", "text is empty"),
-        5: ("label", "label is empty"), 6: ("label", "label is empty"), 7: ("label", "label is empty")}
+        5: ("label", "label is empty"), 6: ("label", "label is empty"), 7: ("label", "label is empty"),
+        8: ("image", "image path is empty")}
     assert cache.tokens["text"].shape == (40, 7)
     assert (cache.tokens["text"][0] != 0).all()  # 7 real tokens, no padding: truncated, not dropped
     assert cache.valid[0]

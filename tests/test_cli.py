@@ -47,12 +47,14 @@ def trained(tmp_path_factory):
 
 # --- without torch ---------------------------------------------------------------------------------------------
 
-def test_help_does_not_import_torch():
+def test_help_and_config_errors_do_not_import_torch():
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom mmcli.cli import app\n"
             "assert 'torch' not in sys.modules, 'import'\n"
             "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0 and 'train' in r.output, r.output\n"
             "r = CliRunner().invoke(app, ['train', '--help'])\nassert r.exit_code == 0, r.output\n"
-            "assert 'torch' not in sys.modules, 'help'\nprint('ok')")
+            "assert 'torch' not in sys.modules, 'help'\n"
+            "r = CliRunner().invoke(app, ['train', 'x.csv', '--set', 'train.bogus=1'])\nassert r.exit_code == 2\n"
+            "assert 'torch' not in sys.modules, 'config error'\nprint('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 

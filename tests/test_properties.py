@@ -14,7 +14,9 @@ from mmcli.config import Config, load_config
 from mmcli.data.manifest import Manifest, read_manifest
 from mmcli.errors import MMError, UsageError
 
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# no example database: nothing is written into the repository
+SETTINGS = settings(max_examples=100, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
 DATA_CFG = load_config().data
 
 # --- manifests ---------------------------------------------------------------------------------------------------

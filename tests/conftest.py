@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,5 +46,7 @@ def tiny_cfg(tiny_sets):
 
 
 def pytest_configure(config):
+    # hypothesis keeps its caches outside the repository
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "mmcli-hypothesis"))
     # torchvision 0.29 deprecates its image decoders in favour of TorchCodec; mmcli still uses them on purpose
     config.addinivalue_line("filterwarnings", "ignore:The image decoding and encoding:DeprecationWarning")

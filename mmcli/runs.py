@@ -35,9 +35,10 @@ def new_run_dir(output: str | Path | None) -> Path:
 
 
 def update_latest(run: Path) -> None:
-    """Point `<parent>/latest` at `run` (a relative symlink, swapped atomically)."""
+    """Point `runs/latest` at `run` (a relative symlink, swapped atomically) when the run lives in `runs/`; a run
+    written elsewhere with -o leaves that folder's neighbours alone."""
     link = run.parent / "latest"
-    if run.name == "latest":
+    if run.name == "latest" or run.parent.resolve() != RUNS_ROOT.resolve():
         return
     tmp = run.parent / f".latest.{os.getpid()}"
     try:
@@ -67,7 +68,7 @@ class RunLock:
     def __init__(self, run: Path) -> None:
         self.path = run / ".lock"
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> RunLock:  # noqa: PYI034
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:

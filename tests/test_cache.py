@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import make_dataset, write_png
+from helpers import make_dataset, write_csv, write_png
 
 from mmcli.config import load_config
 from mmcli.data import cache as cache_mod
@@ -162,3 +162,18 @@ def test_interrupted_decoding_leaves_no_temporary_file(dataset, tiny_cfg, tmp_pa
         build(dataset, tiny_cfg, tmp_path / "c")
     assert [p.name for p in (tmp_path / "c").iterdir() if "tmp" in p.name] == []
     assert not (tmp_path / "c" / "meta.json").exists()
+
+
+def test_same_csv_text_in_another_folder_decodes_its_own_images(tmp_path, tiny_cfg):
+    from PIL import Image
+
+    for folder, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        Image.new("RGB", (16, 16), colour).save(tmp_path / f"{folder}.bmp")  # BMP: same size whatever the colour
+        (tmp_path / folder).mkdir()
+        (tmp_path / f"{folder}.bmp").rename(tmp_path / folder / "img.bmp")
+        os.utime(tmp_path / folder / "img.bmp", ns=(10**18, 10**18))  # same time stamp too
+        write_csv(tmp_path / folder / "data.csv", ["image", "text", "label"], [["img.bmp", "words", "x"]])
+    build(tmp_path / "a" / "data.csv", tiny_cfg, tmp_path / "c")
+    cache, _, reused = build(tmp_path / "b" / "data.csv", tiny_cfg, tmp_path / "c")  # same cache folder
+    assert not reused
+    assert cache.images["image"][0].reshape(3, -1).mean(axis=1).tolist() == [0, 0, 255]

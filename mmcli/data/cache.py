@@ -40,7 +40,8 @@ def default_cache_dir(csv_path: Path) -> Path:
 
 
 def _image_fingerprint(man: Manifest, col: str, size: int, max_pixels: int) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{max_pixels}|{col}".encode())
+    # the CSV's folder too: relative cells name different files when the same CSV text sits elsewhere
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{max_pixels}|{col}|{man.root.resolve()}".encode())
     for row in man.rows:
         cell = row.get(col, "")
         h.update(cell.encode() + b"\0")

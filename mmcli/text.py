@@ -6,8 +6,8 @@ Token id 0 is always padding, so a mask is simply `ids != 0`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -19,11 +19,13 @@ def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: i
     """Learn a lower-casing WordPiece or BPE vocabulary from `texts`."""
     if kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIALS)
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIALS,
+                                             show_progress=False)
         tok.decoder = decoders.WordPiece()
     elif kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIALS)
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIALS,
+                                       show_progress=False)
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r} (wordpiece, bpe)")
     tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()])

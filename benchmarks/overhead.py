@@ -64,8 +64,8 @@ def main() -> None:
     os.environ.setdefault("MM_CACHE_DIR", tempfile.mkdtemp())
     from mmcli.config import load_config
     from mmcli.data.dataset import Batches
-    from mmcli.fit import build
     from mmcli.distributed import DistInfo
+    from mmcli.fit import build
     from mmcli.train import _prepare
 
     cfg = load_config(None, args.sets)

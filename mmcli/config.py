@@ -73,6 +73,9 @@ class TrainConfig:
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = opt(0, "torch CPU threads (0: torch's default)")
     checkpoint_every: int = opt(0, "also save a resumable checkpoint every N optimiser steps (0: each epoch only)")
+    class_weights: str = opt("none", "weight the loss by inverse class frequency", ("none", "auto"))
+    sampler: str = opt("shuffle", "batch sampling: shuffle, or weighted (rows drawn with probability 1/class "
+                       "frequency, with replacement)", ("shuffle", "weighted"))
     precision: str = opt("32", "32, or bf16 / fp16 autocast (fp16 with a gradient scaler; CUDA)", ("32", "bf16", "fp16"))
     pretrained_lr: float = opt(1e-4, "learning rate of the trainable parts of pretrained encoders")
 

@@ -66,6 +66,14 @@ def _frozen_embeddings(model, cache, names: list[str], cfg: Config, device: str)
     return out
 
 
+def class_weights(labels, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency loss weights `[C]`, n / (C * count_c), so that a balanced data set gets all ones; a
+    class absent from training gets weight 0."""
+    counts = torch.bincount(torch.as_tensor(labels), minlength=num_classes).double()
+    w = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    return w.float()
+
+
 def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
     """-> (model, ddp model or the same, train batches, val batches, optimiser, scheduler, step tools)."""
     names = cache.meta["label_names"]
@@ -79,7 +87,10 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
         tools.cached = lambda pos: {n: t[pos].to(device) for n, t in table.items()}
         info(f"frozen encoders ({', '.join(frozen)}): embeddings computed once and reused every epoch")
     tr = Batches(cache, cache.indices(0), cfg.train.batch_size, specs, shuffle=True, augment=cfg.train.augment,
-                 seed=cfg.train.seed, device=device, rank=dinfo.rank, world=dinfo.world, skip=set(frozen))
+                 seed=cfg.train.seed, device=device, rank=dinfo.rank, world=dinfo.world, skip=set(frozen),
+                 balanced=cfg.train.sampler == "weighted")
+    if cfg.train.class_weights == "auto":
+        tools.class_weights = class_weights(cache.labels[cache.indices(0)], len(names)).to(device)
     va_idx = cache.indices(1)[dinfo.rank :: dinfo.world]  # each rank scores a shard; predictions are gathered
     va = Batches(cache, va_idx, cfg.train.batch_size * 2, specs, device=device)
     groups = param_groups(model, cfg.train.lr, cfg.train.pretrained_lr, cfg.train.weight_decay)

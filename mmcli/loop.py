@@ -143,6 +143,7 @@ class StepTools:
     scaler: torch.amp.GradScaler | None = None  # fp16 only: scales the loss so small gradients don't underflow
     cached: Callable[[torch.Tensor], dict] | None = None  # cache positions -> {modality: [B, D]} precomputed
     any_rank: Callable[[bool], bool] = lambda flag: flag  # OR over ranks, so all ranks stop at the same step
+    class_weights: torch.Tensor | None = None  # [C] loss weights (train.class_weights=auto)
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32,
@@ -173,7 +174,7 @@ def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState
     mid-epoch."""
     tools = tools or StepTools()
     model.train()
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(weight=tools.class_weights, label_smoothing=cfg.train.label_smoothing)
     acc = state.partial or {"total": 0, "correct": 0, "loss_sum": 0.0, "seconds": 0.0}
     progress.update(task, completed=state.batch)
     start = time.perf_counter() - acc["seconds"]

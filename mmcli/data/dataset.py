@@ -52,10 +52,10 @@ class Batches:
 
     def __init__(self, cache, indices: np.ndarray, batch_size: int, specs: dict[str, ImageSpec],
                  shuffle: bool = False, augment: bool = False, seed: int = 0, device: str = "cpu",
-                 rank: int = 0, world: int = 1, skip: set[str] | None = None) -> None:
+                 rank: int = 0, world: int = 1, skip: set[str] | None = None, balanced: bool = False) -> None:
         self.cache, self.indices, self.batch_size = cache, np.asarray(indices), batch_size
         self.specs, self.shuffle, self.augment, self.seed, self.device = specs, shuffle, augment, seed, device
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.balanced = rank, world, balanced
         self.skip = skip or set()  # inputs not to load (their embeddings come from elsewhere, e.g. frozen encoders)
         self.pin = str(device).startswith("cuda")
         self.epoch = 0
@@ -73,6 +73,11 @@ class Batches:
         if not self.shuffle:
             return self.indices
         rng = np.random.default_rng([self.seed, self.epoch])
+        if self.balanced:  # each class equally likely per draw: rare classes repeat, frequent ones are subsampled
+            labels = self.cache.labels[self.indices]
+            counts = np.bincount(labels, minlength=labels.max() + 1)
+            p = 1.0 / counts[labels]
+            return rng.choice(self.indices, size=len(self.indices), replace=True, p=p / p.sum())
         return self.indices[rng.permutation(len(self.indices))]
 
     def _images(self, name: str, pos: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,37 @@
+"""Tokenizers trained on the training texts (mmcli/text.py)."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import CLASSES, SHARED_WORDS, WORDS
+
+from mmcli.text import encode, fingerprint, load_tokenizer, train_tokenizer
+
+TEXTS = [f"{w} {s} {c}" for c in CLASSES for w in WORDS[c] for s in SHARED_WORDS]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_encode_pads_and_truncates(kind):
+    tok = train_tokenizer(TEXTS, kind, 200)
+    ids = encode(tok, ["apple", "", "   ", " ".join(["sea"] * 500)], 6)
+    assert ids.shape == (4, 6) and ids.dtype.name == "int32"
+    assert ids[0, 0] != 0 and (ids[0, 1:] == 0).all()  # one token, then padding (id 0)
+    assert (ids[1] == 0).all() and (ids[2] == 0).all()  # empty and whitespace-only: all padding
+    assert (ids[3] != 0).all()  # 500 words: cut to 6 tokens
+
+
+def test_save_and_load_round_trip(tmp_path):
+    tok = train_tokenizer(TEXTS)
+    (tmp_path / "tokenizer.json").write_text(tok.to_str(), encoding="utf-8")
+    again = load_tokenizer(tmp_path)
+    assert fingerprint(again) == fingerprint(tok)
+    assert (encode(again, TEXTS, 8) == encode(tok, TEXTS, 8)).all()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "mmcli/text.py: the Hugging Face WordPiece trainer numbers tokens in hash-map order, so two trainings on the "
+    "same texts give different token ids (in one process and across processes); a fresh cache then trains a "
+    "different model from the same seed"))
+def test_training_the_same_texts_gives_the_same_ids():
+    vocabs = {tuple(sorted(train_tokenizer(TEXTS).get_vocab().items())) for _ in range(5)}
+    assert len(vocabs) == 1

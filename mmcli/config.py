@@ -36,7 +36,9 @@ class DataConfig:
     val_fraction: float = opt(0.15, "share of rows held out for validation when there is no split column")
     image_size: int = opt(64, "images are resized (shorter side) and centre-cropped to this size in the cache")
     max_tokens: int = opt(32, "texts are truncated to this many tokens")
-    tokenizer: str = opt("wordpiece", "tokenizer trained on the training texts", ("wordpiece", "bpe"))
+    tokenizer: str = opt("bpe", "tokenizer trained on the training texts (bpe is reproducible; the wordpiece "
+                         "trainer breaks ties at random, so its vocabulary varies between fresh caches)",
+                         ("bpe", "wordpiece"))
     vocab_size: int = opt(8000, "maximum vocabulary size of a trained tokenizer")
     max_bad_fraction: float = opt(0.05, "fail (exit 1) when more than this share of rows is bad")
     allow_missing: bool = opt(False, "a row may lack some (not all) of its inputs; else such a row is bad")

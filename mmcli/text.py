@@ -15,8 +15,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 SPECIALS = ["[PAD]", "[UNK]"]
 
 
-def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000) -> Tokenizer:
-    """Learn a lower-casing WordPiece or BPE vocabulary from `texts`."""
+def train_tokenizer(texts: Iterable[str], kind: str = "bpe", vocab_size: int = 8000) -> Tokenizer:
+    """Learn a lower-casing BPE (default) or WordPiece vocabulary from `texts`."""
     if kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIALS,
@@ -31,7 +31,19 @@ def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: i
     tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()])
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.train_from_iterator(list(texts), trainer=trainer)
-    return tok
+    return _renumbered(tok)
+
+
+def _renumbered(tok: Tokenizer) -> Tokenizer:
+    """The same tokenizer with ids in a canonical order: special tokens first, then the rest sorted.
+
+    The trainers number tokens in hash-map order, which changes from one run to the next; sorted ids make the
+    same training texts give the same ids, hence the same model for the same seed."""
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    ordered = SPECIALS + sorted(t for t in vocab if t not in SPECIALS)
+    spec["model"]["vocab"] = {t: i for i, t in enumerate(ordered)}
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

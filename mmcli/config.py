@@ -32,6 +32,9 @@ class DataConfig:
     label: str = opt("label", "label column name")
     image_columns: list[str] | None = opt(None, "image columns (paths); inferred when null")
     text_columns: list[str] | None = opt(None, "text columns; inferred when null (the other string columns)")
+    multi_label: str = opt("auto", "several labels per row: auto (when a label cell holds the separator), true, false",
+                           ("auto", "true", "false"))
+    label_separator: str = opt("|", "separator between the labels of a multi-label cell")
     split_column: str = opt("split", "optional column with train/val/test per row")
     val_fraction: float = opt(0.15, "share of rows held out for validation when there is no split column")
     image_size: int = opt(64, "images are resized (shorter side) and centre-cropped to this size in the cache")

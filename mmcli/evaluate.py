@@ -12,11 +12,13 @@ from mmcli.metrics import check_gates, classification_metrics
 
 @torch.inference_mode()
 def predict_probs(model, batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (probs float [N, C], labels int [N], cache positions int [N]) in the batches' order."""
+    """-> (probs float [N, C], labels int [N] (multi-label: [N, C]), cache positions int [N]) in batch order."""
     model.eval()
     probs, labels, positions = [], [], []
     for inputs, present, y, pos in batches:
-        probs.append(torch.softmax(model(inputs, present).float(), dim=1).cpu())
+        out = model(inputs, present).float()
+        multi = getattr(model, "multi_label", False)  # one sigmoid per label instead of a softmax over classes
+        probs.append((torch.sigmoid(out) if multi else torch.softmax(out, dim=1)).cpu())
         labels.append(y.cpu())
         positions.append(pos)
     if not probs:
@@ -71,6 +73,8 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
         raise DataError(f"{csv}: no rows left to evaluate (bad rows: {len(bad)}, unseen labels: {n_unseen})")
     batches = Batches(cache, idx, batch_size or loaded.cfg.train.batch_size, image_specs(loaded.model),
                       device=loaded.device)
+    if getattr(loaded.model, "multi_label", False):
+        return _evaluate_multilabel(loaded, cache, batches, bad, n_unseen, unseen, csv, split, out_dir, gates)
     ablation = None
     if ablate:
         from mmcli.ablation import run_ablation
@@ -96,6 +100,28 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
 
     write_report(out, metrics, misclassified_examples(cache, positions, probs, labels, loaded.labels),
                  run / "history.csv")
+    return metrics
+
+
+def _evaluate_multilabel(loaded, cache, batches, bad, n_unseen, unseen, csv, split, out_dir, gates) -> dict:
+    """`mm eval` for a multi-label run: sigmoid outputs at the run's tuned thresholds (thresholds.json)."""
+    import json
+
+    from mmcli.files import atomic_write_text
+    from mmcli.multilabel import multilabel_markdown, multilabel_metrics
+
+    run = loaded.run
+    saved = json.loads((run / "thresholds.json").read_text(encoding="utf-8"))
+    thresholds = np.array([saved.get(n, 0.5) for n in loaded.labels])
+    probs, targets, _ = predict_probs(loaded.model, batches)
+    metrics = multilabel_metrics(probs, targets, loaded.labels, thresholds)
+    metrics.update(bad_rows=len(bad), unseen_label_rows=n_unseen, unseen_labels=unseen, csv=str(csv), split=split,
+                   run=str(run))
+    if gates:
+        metrics["gates"] = check_gates(metrics, gates)
+    out = Path(out_dir) if out_dir else run
+    save_metrics(out, run, metrics)
+    atomic_write_text(out / "report.md", multilabel_markdown(metrics))
     return metrics
 
 

@@ -74,6 +74,13 @@ def class_weights(labels, num_classes: int) -> torch.Tensor:
     return w.float()
 
 
+def pos_weights(targets) -> torch.Tensor:
+    """Multi-label: per-label positive weight `[C]` = negatives / positives (BCEWithLogitsLoss's pos_weight)."""
+    t = torch.as_tensor(targets).double()
+    pos = t.sum(0)
+    return ((t.shape[0] - pos) / pos.clamp(min=1)).float()
+
+
 def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
     """-> (model, ddp model or the same, train batches, val batches, optimiser, scheduler, step tools)."""
     names = cache.meta["label_names"]
@@ -89,8 +96,12 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
     tr = Batches(cache, cache.indices(0), cfg.train.batch_size, specs, shuffle=True, augment=cfg.train.augment,
                  seed=cfg.train.seed, device=device, rank=dinfo.rank, world=dinfo.world, skip=set(frozen),
                  balanced=cfg.train.sampler == "weighted")
+    model.multi_label = tools.multi_label = cache.multi_label
     if cfg.train.class_weights == "auto":
-        tools.class_weights = class_weights(cache.labels[cache.indices(0)], len(names)).to(device)
+        train_rows = cache.indices(0)
+        weights = (pos_weights(cache.targets[train_rows]) if cache.multi_label
+                   else class_weights(cache.labels[train_rows], len(names)))
+        tools.class_weights = weights.to(device)
     va_idx = cache.indices(1)[dinfo.rank :: dinfo.world]  # each rank scores a shard; predictions are gathered
     va = Batches(cache, va_idx, cfg.train.batch_size * 2, specs, device=device)
     groups = param_groups(model, cfg.train.lr, cfg.train.pretrained_lr, cfg.train.weight_decay)
@@ -105,10 +116,19 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
     return model, net, tr, va, opt, sched, tools
 
 
+def score_probs(probs, labels, names: list[str], multi_label: bool, thresholds=None) -> dict:
+    """Metrics for softmax (single-label) or sigmoid (multi-label) outputs."""
+    if multi_label:
+        from mmcli.multilabel import multilabel_metrics
+
+        return multilabel_metrics(probs, labels, names, thresholds)
+    return classification_metrics(probs, labels, names)
+
+
 def _validate(model, va: Batches, names: list[str], dinfo: D.DistInfo) -> dict:
     probs, labels, _ = predict_probs(model, va)
     probs, labels = D.gather_arrays(dinfo, probs, labels)
-    return classification_metrics(probs, labels, names) if len(labels) else {}
+    return score_probs(probs, labels, names, model.multi_label) if len(labels) else {}
 
 
 def _epoch_row(epoch: int, lr: float, result: dict, val: dict, dinfo: D.DistInfo) -> dict:
@@ -205,15 +225,27 @@ def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str) 
     names = cache.meta["label_names"]
     specs = image_specs(model)
     metrics: dict = {"best_epoch": state.best_epoch, "epochs_run": state.epoch, "monitor": cfg.train.monitor}
+    outputs = {}
     for split, code in (("val", 1), ("test", 2)):
         idx = cache.indices(code)
         if len(idx):
-            batches = Batches(cache, idx, cfg.train.batch_size * 2, specs, device=device)
-            probs, labels, _ = predict_probs(model, batches)
-            metrics[split] = classification_metrics(probs, labels, names)
+            outputs[split] = predict_probs(model, Batches(cache, idx, cfg.train.batch_size * 2, specs, device=device))
+    thresholds = None
+    if cache.multi_label:  # per-label thresholds tuned on validation, then applied everywhere (test, predict)
+        from mmcli.multilabel import tune_thresholds
+
+        thresholds = tune_thresholds(*outputs["val"][:2]) if "val" in outputs else None
+        write_json(run / "thresholds.json", dict(zip(names, [0.5] * len(names) if thresholds is None
+                                                     else thresholds.tolist())))
+    for split, (probs, labels, _) in outputs.items():
+        metrics[split] = score_probs(probs, labels, names, cache.multi_label, thresholds)
     write_json(run / "metrics.json", metrics)
     main = metrics.get("test") or metrics.get("val")
-    if main:
+    if main and cache.multi_label:
+        from mmcli.multilabel import multilabel_markdown
+
+        atomic_write_text(run / "report.md", multilabel_markdown({**main, "csv": "the training CSV's held-out rows"}))
+    elif main:
         split = "test" if "test" in metrics else "val"
         write_report(run, {**main, "csv": f"the {split} split of the training CSV", "split": split},
                      history_csv=run / "history.csv")

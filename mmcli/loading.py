@@ -21,6 +21,7 @@ class LoadedRun:
     model: object
     device: str
     inputs: list[dict]
+    thresholds: list[float] | None = None  # multi-label: per-label decision thresholds tuned on validation
 
 
 def resolve_device(name: str) -> str:
@@ -63,9 +64,14 @@ def load_run(run: Path, device: str | None = None) -> LoadedRun:
     inputs = run_inputs(cfg)
     model = build_model(cfg, inputs, len(labels), vocab)
     load_weights(model, run / "model.safetensors")
+    model.multi_label = cfg.data.multi_label == "true"
+    thresholds = None
+    if model.multi_label and (run / "thresholds.json").exists():
+        saved = json.loads((run / "thresholds.json").read_text(encoding="utf-8"))
+        thresholds = [float(saved.get(n, 0.5)) for n in labels]
     dev = resolve_device(device or cfg.train.device)
     model.to(dev).eval()
-    return LoadedRun(run, cfg, labels, tokenizer, model, dev, inputs)
+    return LoadedRun(run, cfg, labels, tokenizer, model, dev, inputs, thresholds)
 
 
 def prepare_csv(loaded: LoadedRun, csv: Path, need_label: bool, cache_dir: Path | None = None):

@@ -144,6 +144,7 @@ class StepTools:
     cached: Callable[[torch.Tensor], dict] | None = None  # cache positions -> {modality: [B, D]} precomputed
     any_rank: Callable[[bool], bool] = lambda flag: flag  # OR over ranks, so all ranks stop at the same step
     class_weights: torch.Tensor | None = None  # [C] loss weights (train.class_weights=auto)
+    multi_label: bool = False  # sigmoid/BCE over label sets instead of softmax/cross-entropy
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32,
@@ -167,6 +168,13 @@ def _step(model: nn.Module, opt, sched, loss: torch.Tensor, grad_clip: float, to
     sched.step()
 
 
+def _correct(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool) -> int:
+    """Rows predicted right: the arg-max class, or (multi-label) the whole label set at threshold 0.5."""
+    if multi_label:
+        return int(((logits > 0) == labels.bool()).all(1).sum().item())
+    return int((logits.argmax(1) == labels).sum().item())
+
+
 def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState, on_step, stop: StopFlag,
                     progress, task, tools: StepTools | None = None) -> dict | None:
     """Train over `batches` from batch `state.batch` on. `on_step()` runs after every step (checkpointing).
@@ -174,7 +182,10 @@ def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState
     mid-epoch."""
     tools = tools or StepTools()
     model.train()
-    loss_fn = nn.CrossEntropyLoss(weight=tools.class_weights, label_smoothing=cfg.train.label_smoothing)
+    if tools.multi_label:  # one sigmoid per label; class weights become per-label positive weights
+        loss_fn: nn.Module = nn.BCEWithLogitsLoss(pos_weight=tools.class_weights)
+    else:
+        loss_fn = nn.CrossEntropyLoss(weight=tools.class_weights, label_smoothing=cfg.train.label_smoothing)
     acc = state.partial or {"total": 0, "correct": 0, "loss_sum": 0.0, "seconds": 0.0}
     progress.update(task, completed=state.batch)
     start = time.perf_counter() - acc["seconds"]
@@ -187,7 +198,7 @@ def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState
         n = labels.shape[0]
         acc["total"] += n
         acc["loss_sum"] += loss.item() * n
-        acc["correct"] += int((logits.argmax(1) == labels).sum().item())
+        acc["correct"] += _correct(logits, labels, tools.multi_label)
         acc["seconds"] = time.perf_counter() - start
         state.batch, state.partial = state.batch + 1, acc
         progress.update(task, advance=1, stats=f"loss {acc['loss_sum'] / acc['total']:.4f} "

@@ -16,7 +16,7 @@ import numpy as np
 
 ECE_BINS = 15
 # Metrics where higher is better and a threshold makes sense; `--fail-under` accepts only these.
-GATE_METRICS = ("accuracy", "top3_accuracy", "macro_f1", "weighted_f1", "roc_auc", "pr_auc")
+GATE_METRICS = ("accuracy", "top3_accuracy", "macro_f1", "weighted_f1", "roc_auc", "pr_auc", "micro_f1", "mAP")
 
 
 def _num(x) -> float | None:

@@ -67,13 +67,21 @@ def assign_inputs(loaded: LoadedRun, image: str | None, text: str | None, extra:
 @torch.inference_mode()
 def predict_one(run: Path, image: str | None = None, text: str | None = None, extra: dict[str, str] | None = None,
                 top_k: int = 5) -> list[dict]:
-    """-> [{"label", "probability"}] for the top-k classes, most likely first."""
+    """-> [{"label", "probability"}] for the top-k classes, most likely first. Multi-label runs return every label
+    at or above its tuned threshold (marked `"selected": true`) and the rest of the top k after them."""
     loaded = load_run(run)
     inputs, present = _single_batch(loaded, assign_inputs(loaded, image, text, extra or {}))
-    probs = torch.softmax(loaded.model(inputs, present).float(), dim=1)[0].cpu()
-    k = min(top_k, len(loaded.labels))
-    values, idx = probs.topk(k)
-    return [{"label": loaded.labels[int(i)], "probability": float(v)} for v, i in zip(values, idx)]
+    logits = loaded.model(inputs, present).float()[0].cpu()
+    if not loaded.model.multi_label:
+        probs = torch.softmax(logits, dim=0)
+        values, idx = probs.topk(min(top_k, len(loaded.labels)))
+        return [{"label": loaded.labels[int(i)], "probability": float(v)} for v, i in zip(values, idx)]
+    probs = torch.sigmoid(logits)
+    th = loaded.thresholds or [0.5] * len(loaded.labels)
+    order = sorted(range(len(probs)), key=lambda i: -float(probs[i]))
+    out = [{"label": loaded.labels[i], "probability": float(probs[i]), "selected": bool(probs[i] >= th[i])}
+           for i in order]
+    return [o for k, o in enumerate(out) if o["selected"] or k < top_k]
 
 
 def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: int | None = None) -> Path:
@@ -102,7 +110,17 @@ def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: 
         if p is None:
             writer.writerow([row_no, "", ""] + [""] * len(loaded.labels) + [errors.get(row_no, "skipped")])
         else:
-            best = int(p.argmax())
-            writer.writerow([row_no, loaded.labels[best], f"{p[best]:.6f}"] + [f"{v:.6f}" for v in p] + [""])
+            writer.writerow([row_no, *_decision(loaded, p)] + [f"{v:.6f}" for v in p] + [""])
     atomic_write_text(out, buf.getvalue())
     return out
+
+
+def _decision(loaded: LoadedRun, p: np.ndarray) -> tuple[str, str]:
+    """(prediction, probability) cells: the arg-max class, or (multi-label) every label at or above its threshold,
+    joined with the label separator, with the highest probability."""
+    if not loaded.model.multi_label:
+        best = int(p.argmax())
+        return loaded.labels[best], f"{p[best]:.6f}"
+    th = loaded.thresholds or [0.5] * len(loaded.labels)
+    chosen = [n for n, v, t in zip(loaded.labels, p, th) if v >= t]
+    return loaded.cfg.data.label_separator.join(chosen), f"{p.max():.6f}"

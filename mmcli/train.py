@@ -30,6 +30,7 @@ def _prepare(csv_path: Path, cfg: Config, cache_dir: Path | None):
     man = read_manifest(csv_path, cfg.data, need_label=True)
     cfg.data.image_columns, cfg.data.text_columns = man.image_columns, man.text_columns
     cache, bad, reused = build_cache(man, cfg, cache_dir)
+    cfg.data.multi_label = "true" if cache.multi_label else "false"  # saved resolved: predict needs no guessing
     check_bad_share(bad, len(man.rows), cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
     info(f"data: {len(man.rows)} rows, {len(bad)} bad, inputs: "
          + ", ".join(f"{i['name']} ({i['kind']})" for i in cache.inputs)

@@ -6,6 +6,7 @@ Cache folder layout (all arrays cover every CSV row, in CSV order; `valid` marks
   tokens_<col>.npy     int32 [N, L]
   present.npy          bool  [N, M]  which inputs each row has (M = len(inputs))
   labels.npy           int64 [N]     index into meta["label_names"], -1 without a label
+  targets.npy          uint8 [N, C]  multi-hot label sets (multi-label data only)
   split.npy            int8  [N]     0 train, 1 val, 2 test
   valid.npy, rows.npy  bool [N], int64 [N] (CSV line numbers)
   bad_rows.csv         row, column, reason
@@ -73,6 +74,11 @@ class Cache:
     split: np.ndarray
     valid: np.ndarray
     rows: np.ndarray
+    targets: np.ndarray | None = None  # uint8 [N, C] multi-hot label sets (multi-label data only)
+
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.meta.get("multi_label"))
 
     @property
     def inputs(self) -> list[dict]:
@@ -90,7 +96,8 @@ class Cache:
                   for i in meta["inputs"] if i["kind"] == "image"}
         tokens = {i["name"]: np.load(d / f"tokens_{i['name']}.npy") for i in meta["inputs"] if i["kind"] == "text"}
         arrays = {k: np.load(d / f"{k}.npy") for k in ("present", "labels", "split", "valid", "rows")}
-        return cls(d, meta, images, tokens, **arrays)
+        targets = np.load(d / "targets.npy") if meta.get("multi_label") else None
+        return cls(d, meta, images, tokens, **arrays, targets=targets)
 
 
 def _read_meta(d: Path) -> dict | None:
@@ -115,7 +122,7 @@ def build_cache(man: Manifest, cfg, out_dir: Path | None = None, tokenizer=None,
         "v": CACHE_VERSION, "label": man.label_column, "images": man.image_columns, "texts": man.text_columns,
         "split": man.split_column, "val_fraction": dc.val_fraction, "seed": cfg.train.seed,
         "max_tokens": dc.max_tokens, "tokenizer": dc.tokenizer, "vocab": dc.vocab_size,
-        "allow_missing": dc.allow_missing, "fixed_tokenizer": textlib.fingerprint(tokenizer) if tokenizer else None,
+        "allow_missing": dc.allow_missing, "multi_label": [dc.multi_label, dc.label_separator], "fixed_tokenizer": textlib.fingerprint(tokenizer) if tokenizer else None,
         "label_names": label_names,
     }
     image_fps = {c: _image_fingerprint(man, c, dc.image_size, dc.max_image_pixels) for c in man.image_columns}
@@ -149,11 +156,7 @@ def build_cache(man: Manifest, cfg, out_dir: Path | None = None, tokenizer=None,
     valid = np.ones(len(man.rows), dtype=bool)
     valid[list(bad)] = False
 
-    names = label_names or sorted({r[man.label_column] for i, r in enumerate(man.rows) if valid[i]}
-                                  if man.label_column else set())
-    index = {n: k for k, n in enumerate(names)}
-    labels = np.array([index.get(r[man.label_column], -1) if man.label_column else -1 for r in man.rows],
-                      dtype=np.int64)
+    names, labels, targets, multi = _label_arrays(man, valid, dc, label_names)
     split = assign_splits(man, valid, labels, dc.val_fraction, cfg.train.seed, bad)
     valid[list(bad)] = False
     if tokenizer is None and man.text_columns:
@@ -161,6 +164,8 @@ def build_cache(man: Manifest, cfg, out_dir: Path | None = None, tokenizer=None,
         tokenizer = textlib.train_tokenizer(train_texts, dc.tokenizer, dc.vocab_size)
     tokens = {c: textlib.encode(tokenizer, [r[c] for r in man.rows], dc.max_tokens) for c in man.text_columns}
 
+    if multi:
+        save_npy(d / "targets.npy", targets)
     for name, arr in {"present": present, "labels": labels, "split": split, "valid": valid,
                       "rows": np.array(man.row_numbers, dtype=np.int64), **{f"tokens_{c}": t for c, t in tokens.items()}
                       }.items():
@@ -174,12 +179,35 @@ def build_cache(man: Manifest, cfg, out_dir: Path | None = None, tokenizer=None,
         "image_problems": image_problems, "manifest": str(man.path.resolve()),
         "inputs": [{"name": c, "kind": "image"} for c in man.image_columns]
         + [{"name": c, "kind": "text"} for c in man.text_columns],
-        "label_column": man.label_column, "label_names": names, "image_size": dc.image_size,
+        "label_column": man.label_column, "label_names": names, "multi_label": multi, "image_size": dc.image_size,
         "max_tokens": dc.max_tokens, "rows": len(man.rows), "valid_rows": int(valid.sum()),
         "bad_rows": [b.__dict__ for b in bad_list],
     }
     atomic_write_text(d / "meta.json", json.dumps(meta, indent=1))  # written last: marks the cache complete
     return Cache.load(d), bad_list, False
+
+
+def _label_arrays(man: Manifest, valid: np.ndarray, dc, label_names: list[str] | None):
+    """-> (class names, int64 labels [N] (-1: none/unknown), uint8 multi-hot [N, C] or None, multi-label?).
+
+    Single-label: `labels` indexes the class. Multi-label ("a|b" cells, data.multi_label): `targets` holds the
+    label set and `labels` its first known label (used only to stratify the validation split)."""
+    from mmcli.multilabel import is_multi_label, multi_hot, split_labels
+
+    col = man.label_column
+    cells = [r[col] if col else "" for r in man.rows]
+    multi = bool(col) and is_multi_label([c for i, c in enumerate(cells) if valid[i]], dc.label_separator,
+                                         dc.multi_label)
+    if multi:
+        found = {lab for i, c in enumerate(cells) if valid[i] for lab in split_labels(c, dc.label_separator)}
+        names = label_names or sorted(found)
+        targets = multi_hot(cells, names, dc.label_separator)
+        labels = np.where(targets.any(1), targets.argmax(1), -1).astype(np.int64)
+        return names, labels, targets, True
+    names = label_names or sorted({c for i, c in enumerate(cells) if valid[i]} if col else set())
+    index = {n: k for k, n in enumerate(names)}
+    labels = np.array([index.get(c, -1) if col else -1 for c in cells], dtype=np.int64)
+    return names, labels, None, False
 
 
 def check_bad_share(bad: list, total: int, max_share: float, report: Path) -> None:

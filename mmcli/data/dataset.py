@@ -41,7 +41,8 @@ def random_zoom_shift_flip(x: torch.Tensor, min_scale: float = 0.8) -> torch.Ten
 
 
 class Batches:
-    """Iterate `(inputs {name: tensor}, present bool [B, M], labels int64 [B], positions int64 [B])`.
+    """Iterate `(inputs {name: tensor}, present bool [B, M], labels int64 [B] (multi-label: float [B, C]),
+    positions int64 [B])`.
 
     `positions` are indices into the cache's arrays; shuffling is seeded by (seed, epoch).
 
@@ -107,7 +108,10 @@ class Batches:
             else:
                 inputs[name] = torch.from_numpy(self.cache.tokens[name][pos].astype(np.int64)).to(self.device)
         present = torch.from_numpy(self.cache.present[pos]).to(self.device)
-        labels = torch.from_numpy(self.cache.labels[pos]).to(self.device)
+        if self.cache.targets is not None:  # multi-label: float multi-hot [B, C] for BCE
+            labels = torch.from_numpy(self.cache.targets[pos].astype(np.float32)).to(self.device)
+        else:
+            labels = torch.from_numpy(self.cache.labels[pos]).to(self.device)
         return inputs, present, labels, torch.from_numpy(pos)
 
     def iterate(self, start_batch: int = 0) -> Iterator:

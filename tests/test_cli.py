@@ -103,10 +103,9 @@ def test_train_writes_the_run_folder(trained):
 
 @pytest.mark.slow
 def test_same_seed_same_metrics(tmp_path, dataset):
-    # both runs use one cache, hence one trained tokenizer: a freshly trained one numbers its tokens differently
-    # each time (see test_text.py::test_training_the_same_texts_gives_the_same_ids)
-    a = mm("train", dataset, "-o", tmp_path / "a", *SETS)
-    b = mm("train", dataset, "-o", tmp_path / "b", *SETS)
+    # separate caches, so each run trains its own tokenizer and decodes its own images from scratch
+    a = mm("train", dataset, "-o", tmp_path / "a", "--cache-dir", tmp_path / "ca", *SETS)
+    b = mm("train", dataset, "-o", tmp_path / "b", "--cache-dir", tmp_path / "cb", *SETS)
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
     assert (tmp_path / "a" / "metrics.json").read_text() == (tmp_path / "b" / "metrics.json").read_text()
     drop_time = [{k: v for k, v in h.items() if k not in ("seconds", "samples_per_s")}

@@ -101,7 +101,9 @@ def test_text_setting_change_reuses_images(dataset, tiny_sets, tmp_path, monkeyp
     forbid_decoding(monkeypatch)
     cache, _, reused = build(dataset, cfg_with(tiny_sets, "data.max_tokens=5"), tmp_path / "c")
     assert not reused and cache.tokens["text"].shape == (45, 5)
-    cache, _, reused = build(dataset, cfg_with(tiny_sets, "data.max_tokens=5", "data.tokenizer=bpe"), tmp_path / "c")
+    other = "wordpiece" if load_config().data.tokenizer == "bpe" else "bpe"  # whichever is not the default
+    cache, _, reused = build(dataset, cfg_with(tiny_sets, "data.max_tokens=5", f"data.tokenizer={other}"),
+                             tmp_path / "c")
     assert not reused
 
 

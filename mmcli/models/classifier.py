@@ -117,7 +117,8 @@ def param_groups(model: nn.Module, lr: float, pretrained_lr: float | None = None
             key = (id(p) in pretrained, weight_decay is not None and p.ndim < 2)
             groups.setdefault(key, []).append(p)
     out = []
-    for (is_pre, no_decay), params in sorted(groups.items()):
+    # Pretrained groups first, so that the last group always carries the main learning rate `lr`.
+    for (is_pre, no_decay), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1])):
         group = {"params": params, "lr": pretrained_lr if is_pre and pretrained_lr is not None else lr,
                  "pretrained": is_pre}
         if weight_decay is not None:

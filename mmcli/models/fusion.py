@@ -78,7 +78,8 @@ class GatedFusion(nn.Module):
     """Gated Multimodal Unit (Arevalo et al. 2017, "Gated Multimodal Units for Information Fusion"), for M inputs.
 
     h_m = tanh(W_m x_m); gate logits g = W_z [x_1; ...; x_M] -> [B, M, F]; z = softmax over the modalities (for
-    M = 2 this is the paper's sigmoid z and 1 - z); out = sum_m z_m * h_m. Absent modalities get no gate weight.
+    M = 2 this is the paper's sigmoid z and 1 - z); out = sum_m z_m * h_m. Absent modalities get no gate weight
+    and enter the gate's input as zeros.
     """
 
     def __init__(self, dims: dict[str, int], width: int):
@@ -90,9 +91,11 @@ class GatedFusion(nn.Module):
     def forward(self, embs: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
         """`{m: [B, D_m]}`, `[B, M]` -> `[B, width]`."""
         h = torch.stack([torch.tanh(self.proj[n](embs[n])) for n in self.names], dim=1)  # [B, M, F]
-        g = self.gate(torch.cat([embs[n] for n in self.names], dim=1)).view(h.shape)  # [B, M, F]
-        # A row with nothing present keeps all gates (its "missing" embeddings) rather than a softmax over nothing.
+        # A row with nothing present keeps all modalities (its "missing" embeddings) rather than a softmax over
+        # nothing; otherwise absent modalities neither feed the gate nor receive weight.
         keep = present | ~present.any(1, keepdim=True)
+        gate_in = torch.cat([embs[n] * keep[:, j : j + 1] for j, n in enumerate(self.names)], dim=1)
+        g = self.gate(gate_in).view(h.shape)  # [B, M, F]
         g = g.masked_fill(~keep.unsqueeze(-1), torch.finfo(g.dtype).min)
         return (g.softmax(dim=1) * h).sum(1)
 

@@ -91,7 +91,10 @@ class ResNetEncoder(Encoder):
 
     def _load(self, weights: str) -> None:
         state = {k: v for k, v in load_state_dict_file(weights).items() if not k.startswith("fc.")}
-        missing, unexpected = self.trunk.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = self.trunk.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            missing, unexpected = [str(exc).splitlines()[-1].strip()], []
         if missing or unexpected:
             raise UsageError(f"config key 'model.image_weights': {weights} does not fit this ResNet: "
                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -165,4 +168,3 @@ def build_vit(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **
     return ViTEncoder(embed_dim, image_size, patch_size=int(model_opt(cfg, "vit_patch", 8)),
                       layers=int(model_opt(cfg, "vit_layers", 4)), hidden=hidden, heads=num_heads(hidden),
                       mlp=2 * hidden)
-

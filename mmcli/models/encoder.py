@@ -52,7 +52,7 @@ class Encoder(nn.Module):
     def freeze(self, unfreeze_last: int = 0) -> None:
         """Freeze every parameter, then let the last `unfreeze_last` blocks (and all after them) train again."""
         params = list(self.named_parameters())
-        blocks = self.blocks()
+        blocks = [b for b in self.blocks() if next(b.parameters(), None) is not None]  # e.g. an Identity projection
         for _, p in params:
             p.requires_grad_(False)
         if unfreeze_last <= 0:

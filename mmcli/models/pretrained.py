@@ -37,19 +37,37 @@ def require(what: str, **modules: str) -> list[Any]:
     return found
 
 
-def _quiet_from_pretrained(cls: Any, folder: Path) -> nn.Module:
-    """`cls.from_pretrained(folder)` from local files only, without the per-load progress bar."""
+def load_hf_model(folder: Path, drop_pooler: bool = True) -> nn.Module:
+    """`AutoModel.from_pretrained(folder)` from local files only, quietly, refusing a checkpoint that lacks weights.
+
+    `drop_pooler`: build without the pooler head (dense + tanh over the first token) where the architecture allows:
+    mmcli pools itself, and a parameter that never gets a gradient costs time and trips DistributedDataParallel.
+    """
+    from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    was_on = hf_logging.is_progress_bar_enabled()
+    bar, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    # Our own check below replaces the load report (a table of unused task-head keys on every build).
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    kwargs = {"add_pooling_layer": False} if drop_pooler else {}
     try:
-        return cls.from_pretrained(str(folder), local_files_only=True)
+        try:
+            model, info = AutoModel.from_pretrained(str(folder), local_files_only=True, output_loading_info=True,
+                                                    **kwargs)
+        except TypeError:  # an architecture without that option
+            model, info = AutoModel.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot load a Hugging Face model from {folder}: {str(exc).splitlines()[0]}") from None
     finally:
-        if was_on:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
             hf_logging.enable_progress_bar()
+    missing = sorted(info["missing_keys"]) + sorted(k[0] for k in info["mismatched_keys"])
+    if missing:  # those weights would be random: not a pretrained encoder
+        raise UsageError(f"{folder} lacks (or has wrongly shaped) weights for {len(missing)} parameter(s) of "
+                         f"{type(model).__name__}, e.g. {', '.join(missing[:3])}")
+    return model.eval()
 
 
 def _layer_list(model: nn.Module) -> list[nn.Module]:
@@ -130,7 +148,9 @@ def _preprocessing(folder: Path, config: Any) -> tuple[tuple, tuple, int]:
 
 
 class HFImageEncoder(Encoder):
-    """A local Hugging Face vision model (AutoModel): its pooled output, or the mean of its last hidden state.
+    """A local Hugging Face vision model (AutoModel): its pooled output where that has no parameters of its own
+    (convnets' global average pool), else the mean of its last hidden state over tokens (ViT-like models, which are
+    built without their untrained-for-this-task pooler head).
 
     Input `[B, 3, S, S]` normalised with the folder's preprocessor statistics -> `[B, D]`.
     """
@@ -139,9 +159,7 @@ class HFImageEncoder(Encoder):
 
     def __init__(self, folder: Path):
         super().__init__()
-        from transformers import AutoModel
-
-        self.model = _quiet_from_pretrained(AutoModel, folder)
+        self.model = load_hf_model(folder)
         self.mean, self.std, self.image_size = _preprocessing(folder, self.model.config)
         with torch.no_grad():  # the width is whatever the pooled output has: ask the model once
             self.out_dim = self.forward(torch.zeros(1, 3, self.image_size, self.image_size)).shape[1]
@@ -165,6 +183,27 @@ def build_hf_image(cfg: object = None, **_: object) -> HFImageEncoder:
     return HFImageEncoder(_local_folder(model_opt(cfg, "image_weights", None), "model.image_weights"))
 
 
+def _check_tokenizer(folder: Path, vocab_size: int | None) -> None:
+    """The ids must come from the folder's own tokenizer: ids of another vocabulary would silently mean other words.
+    `vocab_size` is the size of the tokenizer the data was encoded with (None: not known yet)."""
+    if not vocab_size:
+        return
+    own = None
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        own = Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size()
+    if own is None:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        if vocab_size <= config.get("vocab_size", vocab_size):
+            return
+        own = config["vocab_size"]
+    if vocab_size != own:
+        raise UsageError(f"the text was tokenized with a {vocab_size}-token vocabulary, but {folder} has its own "
+                         f"{own}-token tokenizer: a pretrained text encoder must read ids from its own tokenizer "
+                         f"({folder / 'tokenizer.json'}; see mmcli.models.text.pretrained_tokenizer_path)")
+
+
 class HFTextEncoder(Encoder):
     """A local Hugging Face text model (AutoModel), pooled by masked mean or the first ([CLS]) token.
 
@@ -175,15 +214,11 @@ class HFTextEncoder(Encoder):
 
     def __init__(self, folder: Path, pooling: str = "mean", vocab_size: int | None = None):
         super().__init__()
-        from transformers import AutoModel
-
         if pooling not in ("mean", "cls"):
             raise UsageError(f"config key 'model.text_pooling': {pooling!r} is not one of mean, cls")
-        self.model = _quiet_from_pretrained(AutoModel, folder)
+        _check_tokenizer(folder, vocab_size)
+        self.model = load_hf_model(folder)
         config = self.model.config
-        if vocab_size and vocab_size > config.vocab_size:
-            raise UsageError(f"the text was tokenized with {vocab_size} ids but {folder} knows {config.vocab_size}: "
-                             f"a pretrained text encoder needs its own tokenizer ({folder / 'tokenizer.json'})")
         self.pad_id = config.pad_token_id if config.pad_token_id is not None else 0
         self.max_positions = getattr(config, "max_position_embeddings", None)
         self.pooling, self.out_dim = pooling, config.hidden_size

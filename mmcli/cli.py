@@ -191,6 +191,8 @@ def _split_predict_args(args: list[str]) -> tuple[Path | None, list[str]]:
     """[RUN] then inputs: the first argument is the run when it is a folder with a config.yaml."""
     if args and Path(args[0]).is_dir() and (Path(args[0]) / "config.yaml").exists():
         return Path(args[0]), args[1:]
+    if len(args) == 3:  # RUN IMAGE TEXT with a run folder that doesn't exist: say so rather than guess
+        return Path(args[0]), args[1:]
     return None, args
 
 

@@ -74,8 +74,12 @@ def load_run(run: Path, device: str | None = None) -> LoadedRun:
     return LoadedRun(run, cfg, labels, tokenizer, model, dev, inputs, thresholds)
 
 
-def prepare_csv(loaded: LoadedRun, csv: Path, need_label: bool, cache_dir: Path | None = None):
-    """Validate and cache `csv` with the run's columns, tokenizer and classes. -> (Cache, bad rows)."""
+def prepare_csv(loaded: LoadedRun, csv: Path, need_label: bool, cache_dir: Path | None = None,
+                enforce_bad_share: bool = True):
+    """Validate and cache `csv` with the run's columns, tokenizer and classes. -> (Cache, bad rows).
+
+    `enforce_bad_share`: fail past data.max_bad_fraction (evaluation); prediction keeps going and reports each
+    bad row in its output instead."""
     from mmcli.data.cache import build_cache, check_bad_share
     from mmcli.data.manifest import read_manifest
 
@@ -84,5 +88,10 @@ def prepare_csv(loaded: LoadedRun, csv: Path, need_label: bool, cache_dir: Path 
         man.label_column = None
         man.split_column = None
     cache, bad, _ = build_cache(man, loaded.cfg, cache_dir, tokenizer=loaded.tokenizer, label_names=loaded.labels)
-    check_bad_share(bad, len(man.rows), loaded.cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
+    if enforce_bad_share:
+        check_bad_share(bad, len(man.rows), loaded.cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
+    elif bad:
+        from mmcli.progress import warn
+
+        warn(f"{len(bad)} of {len(man.rows)} rows could not be read; their output rows carry the reason")
     return cache, bad

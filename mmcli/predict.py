@@ -91,7 +91,7 @@ def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: 
     from mmcli.evaluate import predict_probs
 
     loaded = load_run(run)
-    cache, bad = prepare_csv(loaded, csv_path, need_label=False)
+    cache, bad = prepare_csv(loaded, csv_path, need_label=False, enforce_bad_share=False)
     idx = cache.indices()
     if len(idx) == 0:
         raise DataError(f"{csv_path}: no usable rows (see {cache.dir / 'bad_rows.csv'})")

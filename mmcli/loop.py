@@ -145,6 +145,7 @@ class StepTools:
     any_rank: Callable[[bool], bool] = lambda flag: flag  # OR over ranks, so all ranks stop at the same step
     class_weights: torch.Tensor | None = None  # [C] loss weights (train.class_weights=auto)
     multi_label: bool = False  # sigmoid/BCE over label sets instead of softmax/cross-entropy
+    aux_weight: float = 0.0  # weight of the per-modality heads' loss (train.aux_weight)
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32,
@@ -166,6 +167,17 @@ def _step(model: nn.Module, opt, sched, loss: torch.Tensor, grad_clip: float, to
     else:
         opt.step()
     sched.step()
+
+
+def _aux_loss(aux: dict[str, torch.Tensor], shown: torch.Tensor, labels: torch.Tensor, loss_fn) -> torch.Tensor:
+    """Mean of the per-modality heads' losses, each over the rows where its modality was shown (Wang et al. 2020,
+    "What makes training multi-modal classification networks hard?": per-modality losses beside the fused one)."""
+    losses = []
+    for j, logits in enumerate(aux.values()):
+        rows = shown[:, j]
+        if rows.any():
+            losses.append(loss_fn(logits[rows].float(), labels[rows]))
+    return torch.stack(losses).mean() if losses else torch.zeros((), device=labels.device)
 
 
 def _correct(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool) -> int:
@@ -192,8 +204,13 @@ def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState
     for inputs, present, labels, pos in batches.iterate(start_batch=state.batch):
         cached = tools.cached(pos) if tools.cached else None
         with tools.autocast():
-            logits = model(inputs, drop_modalities(present, cfg.train.modality_dropout), cached)
-            loss = loss_fn(logits.float(), labels)
+            shown = drop_modalities(present, cfg.train.modality_dropout)
+            if tools.aux_weight > 0:
+                logits, aux = model(inputs, shown, cached, return_aux=True)
+                loss = loss_fn(logits.float(), labels) + tools.aux_weight * _aux_loss(aux, shown, labels, loss_fn)
+            else:
+                logits = model(inputs, shown, cached)
+                loss = loss_fn(logits.float(), labels)
         _step(model, opt, sched, loss, cfg.train.grad_clip, tools)
         n = labels.shape[0]
         acc["total"] += n

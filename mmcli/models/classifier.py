@@ -20,7 +20,7 @@ class MultimodalClassifier(nn.Module):
     """
 
     def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, num_classes: int, hidden_dim: int = 256,
-                 dropout: float = 0.2):
+                 dropout: float = 0.2, aux_heads: bool = False):
         super().__init__()
         self.names = list(encoders)
         self.encoders = nn.ModuleDict(encoders)
@@ -34,6 +34,10 @@ class MultimodalClassifier(nn.Module):
         else:
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fusion.out_dim, num_classes))
         self.num_classes = num_classes
+        # One linear head per modality, trained beside the fused head (train.aux_weight): each encoder then has to
+        # be discriminative on its own instead of leaning on the modality that is easiest to fit.
+        self.aux = nn.ModuleDict({n: nn.Linear(e.out_dim, num_classes) for n, e in encoders.items()}) if aux_heads \
+            else None
 
     def encode(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """One modality's input -> `[B, D]`. A fully frozen encoder runs without autograd: nothing in it trains,
@@ -59,9 +63,14 @@ class MultimodalClassifier(nn.Module):
         return out
 
     def forward(self, inputs: dict[str, torch.Tensor], present: torch.Tensor,
-                cached: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """-> logits `[B, num_classes]`."""
-        return self.head(self.fusion(self.embed(inputs, present, cached), present))
+                cached: dict[str, torch.Tensor] | None = None, return_aux: bool = False):
+        """-> logits `[B, num_classes]`; with `return_aux`, also `{modality: [B, num_classes]}` from the
+        per-modality heads (a flag rather than a method, so that DistributedDataParallel sees one forward)."""
+        embs = self.embed(inputs, present, cached)
+        logits = self.head(self.fusion(embs, present))
+        if not return_aux:
+            return logits
+        return logits, {n: head(embs[n]) for n, head in (self.aux or {}).items()}
 
 
 def build_encoder(kind: str, name: str, cfg, vocab_size: int | None, column: str | None = None) -> nn.Module:
@@ -90,7 +99,8 @@ def build_model(cfg, inputs: list[dict], num_classes: int, vocab_size: int | Non
         encoders[inp["name"]] = build_encoder(inp["kind"], name, cfg, vocab_size, column=inp["name"])
     dims = {n: e.out_dim for n, e in encoders.items()}
     fusion = FUSIONS.build(cfg.model.fusion, dims=dims, num_classes=num_classes, cfg=cfg)
-    return MultimodalClassifier(encoders, fusion, num_classes, cfg.model.hidden_dim, cfg.model.dropout)
+    aux = getattr(getattr(cfg, "train", None), "aux_weight", 0.0) > 0 and len(encoders) > 1
+    return MultimodalClassifier(encoders, fusion, num_classes, cfg.model.hidden_dim, cfg.model.dropout, aux)
 
 
 def frozen_inputs(model: MultimodalClassifier) -> list[str]:

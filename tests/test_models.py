@@ -95,7 +95,7 @@ def test_every_combination_gives_finite_logits_with_missing_modalities(image, te
         assert grads and all(torch.isfinite(g).all() for g in grads), fusion
 
 
-def overfit(cfg, steps: int = 40, lr: float = 1e-2) -> tuple[float, float]:
+def overfit(cfg, steps: int = 30, lr: float = 1e-2) -> tuple[float, float]:
     """Adam on one fixed batch of 8 rows, 4 classes. -> (first loss, best of the last 5 losses)."""
     torch.manual_seed(0)
     inputs = INPUTS[:2]
@@ -122,7 +122,7 @@ OVERFIT = ([(i, "bow", f) for i in ("cnn", "vit") for f in ALL_FUSIONS]
 
 @pytest.mark.parametrize("image,text,fusion", OVERFIT)
 def test_overfits_a_tiny_batch(image, text, fusion):
-    first, last = overfit(tiny_cfg(image, text, fusion), steps=15 if image == "resnet18" else 40)
+    first, last = overfit(tiny_cfg(image, text, fusion), steps=10 if image == "resnet18" else 30)
     assert first > 1.0  # chance level for 4 classes is ln 4 = 1.39
     assert last < 0.25 * first, f"{image}+{text}+{fusion}: loss {first:.3f} -> {last:.3f}"
 

@@ -26,7 +26,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _mm(args: list[str], env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def _mm(args: list[str], env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mmcli", *args], capture_output=True, text=True, timeout=timeout, check=False,
                           env={**os.environ, **(env or {})})
 

@@ -15,7 +15,7 @@ import pytest
 from helpers import make_dataset
 
 SETS = ["model.embed_dim=16", "model.hidden_dim=16", "data.image_size=16", "train.batch_size=8",
-        "train.epochs=6", "train.patience=0", "train.checkpoint_every=1"]
+        "train.epochs=4", "train.patience=0", "train.checkpoint_every=3"]
 
 
 def _mm(*args: str, **kw) -> subprocess.Popen:
@@ -28,7 +28,7 @@ def _train_args(csv: Path, run: Path) -> list[str]:
     return ["train", str(csv), "-o", str(run)] + [a for s in SETS for a in ("--set", s)]
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300.0) -> None:
     end = time.time() + timeout
     while not path.exists():
         assert proc.poll() is None, f"training ended before {path} appeared: {proc.communicate()}"
@@ -44,7 +44,7 @@ def data(tmp_path) -> Path:
 @pytest.fixture
 def reference(data, tmp_path) -> dict:
     proc = _mm(*_train_args(data, tmp_path / "ref"))
-    _out, err = proc.communicate(timeout=300)
+    _out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err
     return json.loads((tmp_path / "ref" / "metrics.json").read_text())
 
@@ -54,12 +54,12 @@ def test_sigkill_then_resume_matches_uninterrupted(data, tmp_path, reference):
     run = tmp_path / "killed"
     proc = _mm(*_train_args(data, run))
     _wait_for(run / "last" / "state.pt", proc)
-    time.sleep(0.3)
+    time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (run / "metrics.json").exists(), "the run finished before it was killed; the test proves nothing"
     resumed = _mm("train", "--resume", str(run))
-    _out, err = resumed.communicate(timeout=300)
+    _out, err = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, err
     assert json.loads((run / "metrics.json").read_text()) == reference
 
@@ -70,12 +70,12 @@ def test_ctrl_c_saves_checkpoint_and_exits_130(data, tmp_path, reference):
     proc = _mm(*_train_args(data, run))
     _wait_for(run / "last" / "state.pt", proc)
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "mm train --resume" in err and "Traceback" not in err
     assert not (run / "metrics.json").exists()
     resumed = _mm("train", "--resume", str(run))
-    _, err = resumed.communicate(timeout=300)
+    _, err = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, err
     assert json.loads((run / "metrics.json").read_text()) == reference
 
@@ -90,7 +90,7 @@ def test_resume_without_checkpoint_is_usage_error(tmp_path):
 def test_truncated_checkpoint_gives_clear_error(data, tmp_path):
     run = tmp_path / "run"
     proc = _mm(*_train_args(data, run)[:4], "--set", "train.epochs=1", *[a for s in SETS[:4] for a in ("--set", s)])
-    _, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err
     state = run / "last" / "state.pt"
     state.write_bytes(state.read_bytes()[:100])

@@ -58,7 +58,8 @@ class ModelConfig:
     fusion_dim: int = opt(0, "common width of projecting fusions (sum, product, gated, attention, lmf; 0: embed_dim)")
     lmf_rank: int = opt(4, "rank of the low-rank multimodal fusion (lmf)")
     freeze: list[str] = opt([], "encoders to freeze: column names, encoder names, 'image', 'text' or 'pretrained'")
-    unfreeze_last: int = opt(0, "with freeze: keep the last N blocks of each frozen encoder trainable")
+    unfreeze_last: int = opt(0, "keep the last N blocks trainable: of each frozen encoder, or (freeze empty) of each "
+                             "pretrained encoder, the rest frozen")
     image_weights: str | None = opt(None, "local weights for resnet* (a state-dict file) or the hf image encoder "
                                     "(a Hugging Face model folder)")
     text_weights: str | None = opt(None, "local Hugging Face model folder for the hf text encoder")

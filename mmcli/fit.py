@@ -88,7 +88,9 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
     model = build_model(cfg, cache.inputs, len(names), _vocab(cache)).to(device, memory_format=torch.channels_last)
     specs = image_specs(model)
     tools = _tools(cfg, device, dinfo)
-    frozen = frozen_inputs(model)
+    # A frozen image encoder's embeddings are reusable only when its pixels don't change from epoch to epoch.
+    kinds = {i["name"]: i["kind"] for i in cache.inputs}
+    frozen = [n for n in frozen_inputs(model) if kinds[n] == "text" or not cfg.train.augment]
     if frozen:
         table = _frozen_embeddings(model, cache, frozen, cfg, device)
         tools.cached = lambda pos: {n: t[pos].to(device) for n, t in table.items()}

@@ -55,8 +55,12 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
 
 
 def pad_id(tok: Tokenizer) -> int:
-    pid = tok.token_to_id("[PAD]")
-    return 0 if pid is None else pid
+    """The padding id: [PAD] (ours and BERT's, 0) or <pad> (RoBERTa-style vocabularies, 1)."""
+    for name in ("[PAD]", "<pad>", "<PAD>"):
+        pid = tok.token_to_id(name)
+        if pid is not None:
+            return pid
+    return 0
 
 
 def encode(tok: Tokenizer, texts: list[str], max_tokens: int) -> np.ndarray:

@@ -54,7 +54,8 @@ class ModelConfig:
     image_encoder: str = opt("cnn", "encoder for every image column (see `mm list`)")
     text_encoder: str = opt("bow", "encoder for every text column (see `mm list`)")
     encoders: dict[str, str] = opt({}, "per-column encoder overrides, {column: encoder name}")
-    fusion: str = opt("concat", "how modality embeddings are combined (see `mm list`)")
+    fusion: str = opt("late", "how modality embeddings are combined (see `mm list`); late (per-modality heads, "
+                      "averaged) generalises best on small data (benchmarks/sample_accuracy.py)")
     fusion_dim: int = opt(0, "common width of projecting fusions (sum, product, gated, attention, lmf; 0: embed_dim)")
     lmf_rank: int = opt(4, "rank of the low-rank multimodal fusion (lmf)")
     freeze: list[str] = opt([], "encoders to freeze: column names, encoder names, 'image', 'text' or 'pretrained'")
@@ -88,7 +89,7 @@ class TrainConfig:
     augment: bool = opt(True, "random crops and flips of training images")
     label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
     aux_weight: float = opt(0.0, "weight of per-modality auxiliary heads' loss beside the fused loss (0: none)")
-    modality_dropout: float = opt(0.0, "probability of hiding each modality of a training row")
+    modality_dropout: float = opt(0.3, "probability of hiding each modality of a training row (never all of them)")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = opt(0, "torch CPU threads (0: torch's default)")
     checkpoint_every: int = opt(0, "also save a resumable checkpoint every N optimiser steps (0: each epoch only)")

@@ -17,6 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mmcli.cli import app
+from mmcli.config import Config
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
 NOISE_WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "omega"]
@@ -148,10 +149,11 @@ def test_compare_side_by_side(trained):
     data = json.loads(result.stdout)
     assert [r["name"] for r in data["runs"]] == ["run", "other"]
     assert data["runs"][0]["split"] == "val" and data["runs"][0]["metrics"]["accuracy"] is not None
-    assert data["config_diff"] == {"model.fusion": ["concat", "sum"], "train.epochs": [5, 1]}
+    default = Config().model.fusion
+    assert data["config_diff"] == {"model.fusion": [default, "sum"], "train.epochs": [5, 1]}
     table = mm("compare", trained["run"], trained["other"])
     assert table.exit_code == 0
-    assert "model.fusion" in table.stdout and "macro_f1" in table.stdout and "concat" in table.stdout
+    assert "model.fusion" in table.stdout and "macro_f1" in table.stdout and default in table.stdout
 
 
 def test_compare_rejects_a_non_run(tmp_path):

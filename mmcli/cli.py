@@ -52,6 +52,12 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except OSError as exc:  # the environment failed us (disk, permissions): say what, without a traceback
+            from mmcli.progress import console
+
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            console.print(f"[red]error:[/red] {exc.strerror or exc}{where}", soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 

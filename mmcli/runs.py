@@ -56,9 +56,11 @@ def resolve_run(path: str | Path | None) -> Path:
     if not run.exists():
         hint = "train one with `mm train data.csv`" if path is None else "check the path"
         raise UsageError(f"run folder {run} not found; {hint}")
-    for needed in ("config.yaml", "labels.json", "model.safetensors"):
+    for needed in ("config.yaml", "labels.json", "model.safetensors", "metrics.json"):
         if not (run / needed).exists():
-            raise UsageError(f"{run} is not a finished run folder (no {needed})")
+            hint = f"; if its training was interrupted, finish it with mm train --resume {run}" \
+                if (run / "last").exists() else ""
+            raise UsageError(f"{run} is not a finished run folder (no {needed}){hint}")
     return run.resolve()
 
 

@@ -23,11 +23,11 @@ MODES = {
 }
 
 
-def run_once(csv_path: Path, overrides: list[str], seed: int, workdir: Path) -> dict:
+def run_once(csv_path: Path, overrides: list[str], seed: int, workdir: Path, config: Path | None = None) -> dict:
     from mmcli.config import load_config
     from mmcli.train import train
 
-    cfg = load_config(None, overrides + [f"train.seed={seed}"])
+    cfg = load_config(config, overrides + [f"train.seed={seed}"])
     out = workdir / f"run-{abs(hash((tuple(overrides), seed)))}"
     start = time.perf_counter()
     run = train(csv_path, cfg, output=out)
@@ -45,18 +45,20 @@ def main() -> None:
     ap.add_argument("--csv", type=Path, default=ROOT / "sample_data" / "all.csv")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--config", type=Path, default=None, help="a YAML config, e.g. configs/pretrained.yaml")
     args = ap.parse_args()
     os.environ.setdefault("MM_QUIET", "1")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("MM_CACHE_DIR", str(Path(tmp) / "cache"))
         rows = []
         for mode, extra in MODES.items():
-            res = [run_once(args.csv, args.sets + extra, s, Path(tmp)) for s in args.seeds]
+            res = [run_once(args.csv, args.sets + extra, s, Path(tmp), args.config) for s in args.seeds]
             accs = [r["acc"] for r in res]
             rows.append((mode, statistics.mean(accs), min(accs), max(accs), statistics.mean(r["f1"] for r in res),
                          statistics.median(r["wall"] for r in res), statistics.median(r["sps"] for r in res),
                          statistics.mean(r["epochs"] for r in res)))
-    print(f"sample_data test split, seeds {args.seeds}, overrides {args.sets or 'none'}, "
+    print(f"sample_data test split, seeds {args.seeds}, config {args.config or 'defaults'}, "
+          f"overrides {args.sets or 'none'}, "
           f"{os.cpu_count()} CPU cores\n")
     print("| model | test accuracy (mean) | min..max | macro-F1 | train wall s | train samples/s | epochs |")
     print("|---|---|---|---|---|---|---|")

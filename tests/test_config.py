@@ -153,4 +153,5 @@ SHIPPED = sorted((__import__("pathlib").Path(__file__).parents[1] / "configs").g
 @pytest.mark.skipif(not SHIPPED, reason="no shipped configs under configs/")
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_configs_parse(path):
-    load_config(path)
+    cfg = load_config(path)
+    assert load_config(base=cfg.to_dict()) == cfg  # it survives the run folder's save/load round trip

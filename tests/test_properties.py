@@ -129,9 +129,11 @@ def test_random_overrides(pairs):
 @given(text=st.text(max_size=40))
 def test_random_override_strings(text):
     try:
-        load_config(None, [text])
-    except UsageError:
-        pass
+        cfg = load_config(None, [text])
+    except UsageError as exc:
+        assert str(exc)  # a message for the user, never an empty error
+    else:
+        assert load_config(base=cfg.to_dict()) == cfg
 
 
 @pytest.mark.parametrize("value", ["3e-4", "0.0003", "3E-4", "  3e-4 "])

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 
@@ -129,12 +128,6 @@ def resize_crop(img: torch.Tensor, size: int) -> torch.Tensor:
         img = F.resize(img, size, antialias=True)
         img = F.center_crop(img, [size, size])
     return img
-
-
-def train_augment(size: int) -> v2.Transform:
-    """Per-image training augmentation on uint8 tensors (random resized crop + horizontal flip)."""
-    return v2.Compose([v2.RandomResizedCrop(size, scale=(0.75, 1.0), ratio=(0.9, 1.1), antialias=True),
-                       v2.RandomHorizontalFlip()])
 
 
 def normalize(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

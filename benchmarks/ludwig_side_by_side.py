@@ -3,7 +3,9 @@
 
 Per round: Ludwig's own harness (run_ludwig.sh: train, evaluate, predict, cold caches), then mmcli's default
 scratch model: `mm train` on train+val (3 epochs), `mm eval` and `mm predict` on test.csv, each a fresh process
-with a cold cache. Prints median wall times, the ratios, and test accuracy. Needs Ludwig installed once:
+with a cold cache; then time to Ludwig's accuracy: `mm train` with 1, 2, ... epochs (fresh process, cold cache)
+until its test accuracy reaches that round's Ludwig accuracy. Prints median wall times, the ratios, and test
+accuracy. Needs Ludwig installed once:
   INSTALL=1 bash ../shared/peers/ludwig/run_ludwig.sh
   python benchmarks/ludwig_side_by_side.py [--rounds 3] [--epochs 3]
 """
@@ -65,6 +67,15 @@ def mm_round(data: Path, work: Path, epochs: int, sets: list[str]) -> dict:
     return {"train": t_train, "eval": t_eval, "predict": t_pred, "acc": json.loads(out)["accuracy"]}
 
 
+def time_to_match(data: Path, target: float, max_epochs: int, sets: list[str]) -> dict:
+    """Fewest epochs whose `mm train` (cold cache, fresh process) reaches `target` test accuracy, and its wall."""
+    for epochs in range(1, max_epochs + 1):
+        res = mm_round(data, Path(tempfile.mkdtemp()), epochs, sets)
+        if res["acc"] >= target:
+            return {"epochs": epochs, "train": res["train"], "acc": res["acc"]}
+    return {"epochs": None, "train": float("nan"), "acc": res["acc"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -74,10 +85,11 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.peers / "ludwig-venv" / "bin" / "ludwig").exists():
         sys.exit(f"Ludwig is not installed under {args.peers}; run: INSTALL=1 bash {PEER / 'run_ludwig.sh'}")
-    lud, mine = [], []
+    lud, mine, match = [], [], []
     for _ in range(args.rounds):
         lud.append(ludwig_round(args.peers))
         mine.append(mm_round(args.peers / "data", Path(tempfile.mkdtemp()), args.epochs, args.sets))
+        match.append(time_to_match(args.peers / "data", lud[-1]["acc"], args.epochs, args.sets))
     med = {k: (statistics.median(r[k] for r in lud), statistics.median(r[k] for r in mine))
            for k in ("train", "eval", "predict", "acc")}
     print(f"{args.rounds} rounds, one tool after the other; {os.cpu_count()} CPU cores; mmcli overrides "
@@ -86,7 +98,11 @@ def main() -> None:
     for k in ("train", "eval", "predict"):
         print(f"| {k} | {med[k][0]:.1f} | {med[k][1]:.1f} | {med[k][1] / med[k][0]:.2f} |")
     print(f"| test accuracy | {med['acc'][0]:.3f} | {med['acc'][1]:.3f} | |")
-    print("\nper round (Ludwig; mmcli):", json.dumps({"ludwig": lud, "mmcli": mine}))
+    ratios = [m["train"] / r["train"] for m, r in zip(match, lud)]
+    print(f"\nmmcli reaches Ludwig's {args.epochs}-epoch test accuracy after {[m['epochs'] for m in match]} epoch(s): "
+          f"`mm train` wall {statistics.median(m['train'] for m in match):.1f} s, "
+          f"{statistics.median(ratios):.2f} of Ludwig's train wall (median over rounds)")
+    print("\nper round:", json.dumps({"ludwig": lud, "mmcli": mine, "mmcli_time_to_ludwig_accuracy": match}))
 
 
 if __name__ == "__main__":

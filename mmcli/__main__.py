@@ -1,3 +1,3 @@
-from mmcli.cli import app
+from mmcli.cli import main
 
-app()
+main()

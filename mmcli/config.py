@@ -66,6 +66,8 @@ class ModelConfig:
     text_weights: str | None = opt(None, "local Hugging Face model folder for the hf text encoder")
     text_pooling: str = opt("mean", "pooling of the hf text encoder", ("mean", "cls"))
     text_layers: int = opt(2, "layers of the from-scratch transformer text encoder")
+    cnn_widths: list[int] = opt([8, 16, 32, 64], "channels of the from-scratch cnn image encoder's conv blocks "
+                                "(each block halves the resolution)")
     vit_patch: int = opt(8, "patch size of the from-scratch vit image encoder")
     vit_layers: int = opt(4, "layers of the from-scratch vit image encoder")
     vit_hidden: int = opt(128, "width of the from-scratch vit image encoder")
@@ -199,6 +201,8 @@ def _validate(cfg: Config) -> None:
         ("data.max_bad_fraction", 0.0 <= cfg.data.max_bad_fraction <= 1.0, "must be in [0, 1]"),
         ("model.embed_dim", cfg.model.embed_dim >= 1, "must be positive"),
         ("model.dropout", 0.0 <= cfg.model.dropout < 1.0, "must be in [0, 1)"),
+        ("model.cnn_widths", bool(cfg.model.cnn_widths) and min(cfg.model.cnn_widths) >= 1,
+         "must list at least one positive channel count, e.g. [16, 32, 64, 128]"),
         ("train.epochs", cfg.train.epochs >= 1, "must be at least 1"),
         ("train.batch_size", cfg.train.batch_size >= 1, "must be at least 1"),
         ("train.lr", cfg.train.lr > 0, "must be positive"),

@@ -105,7 +105,8 @@ def test_bad_type(text, needle):
 
 
 @pytest.mark.parametrize(
-    "text", ["data.val_fraction=1.5", "data.image_size=4", "train.epochs=0", "train.lr=0", "model.dropout=1"]
+    "text", ["data.val_fraction=1.5", "data.image_size=4", "train.epochs=0", "train.lr=0", "model.dropout=1",
+             "model.cnn_widths=[]", "model.cnn_widths=[8,0]"]
 )
 def test_out_of_range(text):
     key = text.split("=")[0]

@@ -297,3 +297,11 @@ def test_state_dict_saves_as_safetensors(image, tmp_path):
 
 def test_scratch_text_encoders_need_no_pretrained_tokenizer():
     assert pretrained_tokenizer_path(tiny_cfg(text="transformer")) is None
+
+
+def test_cnn_widths_set_the_conv_blocks():
+    cfg = load_config(None, ["model.cnn_widths=[4,8]", "model.embed_dim=16"])
+    enc = build_encoder("image", "cnn", cfg, None)
+    convs = [m for m in enc.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [4, 8]
+    assert enc(torch.rand(2, 3, 32, 32)).shape == (2, 16)

@@ -24,7 +24,7 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_ENCODERS", "ResNetEncoder", "
 class SmallCNN(Encoder):
     """Conv-BN-ReLU-MaxPool blocks, global average pool, linear projection to `out_dim`."""
 
-    def __init__(self, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128, 128), image_size: int = 64):
+    def __init__(self, out_dim: int = 128, widths: tuple[int, ...] = (8, 16, 32, 64), image_size: int = 64):
         super().__init__()
         layers, c_in = [], 3
         for c_out in widths:
@@ -46,9 +46,10 @@ class SmallCNN(Encoder):
 
 
 @IMAGE_ENCODERS.register("cnn")
-def build_cnn(embed_dim: int = 128, image_size: int = 64, **_: object) -> SmallCNN:
-    """Small 4-block CNN trained from scratch (fast on CPU)."""
-    return SmallCNN(embed_dim, image_size=image_size)
+def build_cnn(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **_: object) -> SmallCNN:
+    """Small CNN trained from scratch (fast on CPU); `model.cnn_widths` sets its blocks."""
+    widths = tuple(int(w) for w in model_opt(cfg, "cnn_widths", (8, 16, 32, 64)))
+    return SmallCNN(embed_dim, widths=widths, image_size=image_size)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:

@@ -73,18 +73,22 @@ def main() -> None:
     _, cache, _ = _prepare(args.csv, cfg, None)
     model, _, tr, _, opt, sched, _ = build(cfg, cache, "cpu", DistInfo())
     idx = tr.indices[: args.rows] if args.rows else tr.indices
-    rows = {}
-    for augment in (False, True):
-        batches = Batches(cache, idx, cfg.train.batch_size, tr.specs, shuffle=True, augment=augment)
-        mm_epoch(model, batches, opt, sched, cfg)  # warm-up
-        rows[augment] = statistics.median(mm_epoch(model, batches, opt, sched, cfg) for _ in range(args.repeats))
+    variants = {aug: Batches(cache, idx, cfg.train.batch_size, tr.specs, shuffle=True, augment=aug)
+                for aug in (False, True)}
     full = Batches(cache, idx, len(idx), tr.specs)
     inputs, present, labels, _ = full.batch(idx)
     images = {k: v for k, v in inputs.items() if v.dtype.is_floating_point}
     tokens = {k: v for k, v in inputs.items() if not v.dtype.is_floating_point}
-    bare_epoch(model, images, tokens, present, labels, cfg.train.batch_size, opt)  # warm-up
-    bare = statistics.median(bare_epoch(model, images, tokens, present, labels, cfg.train.batch_size, opt)
-                             for _ in range(args.repeats))
+    # Interleaved repeats (bare, mm, mm+augment, bare, ...) so that drift in the machine's speed hits all alike.
+    times: dict = {"bare": [], False: [], True: []}
+    for rep in range(args.repeats + 1):  # the first round warms up and is dropped
+        got = {"bare": bare_epoch(model, images, tokens, present, labels, cfg.train.batch_size, opt)}
+        got.update({aug: mm_epoch(model, b, opt, sched, cfg) for aug, b in variants.items()})
+        for key, sec in got.items():
+            if rep:
+                times[key].append(sec)
+    bare = statistics.median(times["bare"])
+    rows = {aug: statistics.median(times[aug]) for aug in (False, True)}
     print(f"{len(idx)} rows, batch {cfg.train.batch_size}, {torch.get_num_threads()} threads, "
           f"overrides {args.sets or 'none'}, python {sys.version.split()[0]}, torch {torch.__version__}\n")
     print("| path | s/epoch | rows/s | ratio to bare loop |\n|---|---|---|---|")

@@ -42,7 +42,7 @@ def main() -> None:
     predict = [*mm, "predict", str(run), str(IMAGE), "mouse face"]
     probe = (f"import sys, runpy; sys.argv = ['mm', 'predict', {str(run)!r}, {str(IMAGE)!r}, 'mouse face']\n"
              "try: runpy.run_module('mmcli', run_name='__main__')\nexcept SystemExit: pass\n"
-             "print(','.join(m for m in ('transformers', 'sklearn', 'matplotlib', 'scipy') if m in sys.modules))")
+             "print('HEAVY:' + ','.join(m for m in ('transformers', 'sklearn', 'matplotlib', 'scipy') if m in sys.modules))")
     heavy = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False).stdout
     rows = [
         ("mm --help", wall([*mm, "--help"], env, args.repeats)),
@@ -55,7 +55,8 @@ def main() -> None:
     for name, sec in rows:
         print(f"| `{name}` | {sec:.3f} |")
     print(f"\npredict / import torch+torchvision: {rows[2][1] / rows[1][1]:.2f}")
-    print(f"heavy modules imported by predict: {heavy.strip().splitlines()[-1] if heavy.strip() else 'none'}")
+    found = [line.removeprefix("HEAVY:") for line in heavy.splitlines() if line.startswith("HEAVY:")]
+    print(f"heavy modules imported by predict: {(found[-1] if found else '?') or 'none'}")
 
 
 if __name__ == "__main__":

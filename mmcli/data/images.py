@@ -45,24 +45,30 @@ def decode_column(
     """Decode `paths` (None = skip) into `out_file` as uint8 `[N, 3, size, size]`.
 
     Returns (memmap opened read-only, {index: problem}). Rows that fail or are skipped stay zero.
+    Images are written with `pwrite` at their offsets rather than through a writable memory map: written pages then
+    sit in the page cache instead of this process's resident memory, which stays flat however long the manifest.
     """
     n = len(paths)
     # a name of our own: two processes preprocessing the same CSV must not write into one temporary file
     tmp = out_file.with_name(f".{out_file.stem}.{os.getpid()}.tmp.npy")
     try:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
-        problems = _decode_into(arr, paths, size, workers, max_pixels, label)
-        arr.flush()
-        del arr
+        header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
+        offset = header.offset  # bytes of .npy header before row 0
+        del header
+        with open(tmp, "r+b") as fh:
+            problems = _decode_into(fh.fileno(), offset, paths, size, workers, max_pixels, label)
+            os.fsync(fh.fileno())
         tmp.replace(out_file)
     finally:
         tmp.unlink(missing_ok=True)  # interrupted: leave no half-written array behind
     return np.load(out_file, mmap_mode="r"), problems
 
 
-def _decode_into(arr: np.ndarray, paths: list[Path | None], size: int, workers: int, max_pixels: int,
+def _decode_into(fd: int, offset: int, paths: list[Path | None], size: int, workers: int, max_pixels: int,
                  label: str) -> dict[int, str]:
+    """Decode every path and write row i (uint8 `[3, size, size]`) at `offset + i * row bytes` of file `fd`."""
     problems: dict[int, str] = {}
+    row_bytes = 3 * size * size
     loader = DataLoader(
         _DecodeSet(paths, size, max_pixels), batch_size=64, num_workers=workers, collate_fn=_collate
     )
@@ -71,7 +77,7 @@ def _decode_into(arr: np.ndarray, paths: list[Path | None], size: int, workers: 
         for batch in loader:
             for i, img, problem in batch:
                 if img is not None:
-                    arr[i] = img.numpy()
+                    os.pwrite(fd, np.ascontiguousarray(img.numpy()), offset + i * row_bytes)
                 elif problem is not None:
                     problems[i] = problem
             progress.advance(task, len(batch))

@@ -12,14 +12,14 @@ settings below were chosen on that validation share (`--split val`), never on th
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/emoji.py --split val --seeds 0 1 2 --only concat late \
         --set train.lr=3e-3                                                   # compare settings on validation
 
-Frozen encoders' embeddings are computed once for the whole benchmark (see `memo_frozen_embeddings`).
+Frozen encoders' embeddings are computed by the first setting that needs them and kept in the cache folder (mmcli
+does that for every run); the later settings reuse them for training, validation and final scoring alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import statistics
@@ -43,69 +43,6 @@ SETTINGS = {
     **{f"fused: {f}": [f"model.fusion={f}"] for f in FUSIONS},
 }
 
-_MEMO: dict = {}
-_LAST: dict = {}  # the latest run's model id, cache folder and frozen tables, for validation / final scoring
-EXTRACT_S: dict[str, float] = {}
-
-
-def memo_frozen_embeddings() -> None:
-    """Benchmark-only memo around `mmcli.fit._frozen_embeddings` and `mmcli.fit.predict_probs`.
-
-    mmcli runs every fully frozen encoder over all rows at the start of each `train` call, and again over the
-    validation rows after every epoch and over val + test at the end. Here each (cache folder, input column, encoder,
-    exact input arrays) is computed once per process and reused by every later run, for training and scoring alike.
-    The key covers the cached pixels / token ids and the valid rows, so a changed input never gets stale embeddings.
-    """
-    import torch
-
-    from mmcli import fit
-
-    if getattr(fit._frozen_embeddings, "is_benchmark_memo", False):
-        return
-    original, original_predict = fit._frozen_embeddings, fit.predict_probs
-
-    def key(model, cache, name: str, cfg) -> tuple:
-        kind = next(i["kind"] for i in cache.inputs if i["name"] == name)
-        if kind == "image":
-            data = cache.meta["image_fingerprints"][name]
-            enc = cfg.model.encoders.get(name, cfg.model.image_encoder)
-        else:
-            data = hashlib.sha1(cache.tokens[name].tobytes()).hexdigest()
-            enc = cfg.model.encoders.get(name, cfg.model.text_encoder)
-        valid = hashlib.sha1(cache.valid.tobytes()).hexdigest()
-        return str(cache.dir), name, enc, type(model.encoders[name]).__name__, data, valid
-
-    def frozen_embeddings(model, cache, names, cfg, device):
-        keys = {n: key(model, cache, n, cfg) for n in names}
-        for n in names:
-            if keys[n] not in _MEMO:
-                start = time.perf_counter()
-                _MEMO[keys[n]] = original(model, cache, [n], cfg, device)[n]
-                EXTRACT_S[n] = EXTRACT_S.get(n, 0.0) + time.perf_counter() - start
-        tables = {n: _MEMO[keys[n]] for n in names}
-        _LAST.update(model=id(model), cache=str(cache.dir), tables=tables)
-        return tables
-
-    @torch.inference_mode()
-    def predict_probs(model, batches):
-        tables = _LAST.get("tables", {})
-        if (_LAST.get("model") != id(model) or _LAST.get("cache") != str(batches.cache.dir) or batches.cache.multi_label
-                or not all(getattr(model.encoders[n], "fully_frozen", False) for n in tables)):
-            return original_predict(model, batches)
-        batches.skip = set(tables)  # their inputs need not be loaded
-        model.eval()
-        probs, labels, positions = [], [], []
-        for inputs, present, y, pos in batches:
-            out = model(inputs, present, {n: t[pos] for n, t in tables.items()}).float()
-            probs.append(torch.softmax(out, dim=1))
-            labels.append(y)
-            positions.append(pos)
-        return torch.cat(probs).numpy(), torch.cat(labels).numpy(), torch.cat(positions).numpy()
-
-    frozen_embeddings.is_benchmark_memo = True
-    fit._frozen_embeddings, fit.predict_probs = frozen_embeddings, predict_probs
-
-
 def build_data(out: Path, src: Path) -> Path:
     """The full emoji set in `out` (built with sample_data/build.py unless out/all.csv exists)."""
     if not (out / "all.csv").is_file():
@@ -120,7 +57,6 @@ def run_once(csv_path: Path, overrides: list[str], seed: int, out: Path) -> dict
     from mmcli.train import train
 
     cfg = load_config(CONFIG, COMMON + overrides + [f"train.seed={seed}"])
-    _LAST.clear()
     start = time.perf_counter()
     run = train(csv_path, cfg, output=out)
     wall = time.perf_counter() - start
@@ -152,7 +88,6 @@ def main() -> None:
                 if not args.only or k in args.only or k.removeprefix("fused: ") in args.only}
     total_start = time.perf_counter()
     load_before = os.getloadavg()
-    memo_frozen_embeddings()
     with tempfile.TemporaryDirectory(prefix="mm-emoji-") as tmp:
         tmp = Path(tmp)
         os.environ.setdefault("MM_CACHE_DIR", str(tmp / "cache"))
@@ -178,9 +113,8 @@ def main() -> None:
     print(f"Full Noto emoji set: {sum(counts.values())} rows ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
           f"{args.split} split; seeds {args.seeds}; {os.cpu_count()} CPU cores; load average "
           f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
-    print(f"config: {CONFIG.relative_to(ROOT)} + {COMMON + args.sets}; frozen features computed once: "
-          + ", ".join(f"{n} {s:.0f} s" for n, s in EXTRACT_S.items())
-          + f"; data build {build_s:.0f} s; whole benchmark {total_s / 60:.1f} min\n")
+    print(f"config: {CONFIG.relative_to(ROOT)} + {COMMON + args.sets}; data build {build_s:.0f} s; "
+          f"whole benchmark {total_s / 60:.1f} min\n")
     split = args.split
     print(f"| model | {split} accuracy | {split} macro-F1 | train wall s | epochs s | best / run epochs |")
     print("|---|---|---|---|---|---|")
@@ -191,8 +125,8 @@ def main() -> None:
         epoch_s = statistics.median(r["epoch_s"] for r in res)
         epochs = "; ".join(f"{r['best_epoch']}/{r['epochs']}" for r in res)
         print(f"| {name} | {_fmt(acc)} | {_fmt(f1)} | {wall:.1f} | {epoch_s:.1f} | {epochs} |")
-    print("\ntrain wall s: the whole `train` call (cache check, model build, epochs, final scoring) with the frozen "
-          "features already computed (the first setting that needs them pays for them); epochs s: the epochs alone.")
+    print("\ntrain wall s: the whole `train` call (cache check, model build, epochs, final scoring; the first setting "
+          "that needs a frozen encoder's features computes them); epochs s: the epochs alone.")
 
 
 if __name__ == "__main__":

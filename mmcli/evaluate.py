@@ -11,12 +11,13 @@ from mmcli.metrics import check_gates, classification_metrics
 
 
 @torch.inference_mode()
-def predict_probs(model, batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (probs float [N, C], labels int [N] (multi-label: [N, C]), cache positions int [N]) in batch order."""
+def predict_probs(model, batches, cached=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (probs float [N, C], labels int [N] (multi-label: [N, C]), cache positions int [N]) in batch order.
+    `cached(pos)`: precomputed `{input: [B, D]}` embeddings of frozen encoders (those inputs are then not loaded)."""
     model.eval()
     probs, labels, positions = [], [], []
     for inputs, present, y, pos in batches:
-        out = model(inputs, present).float()
+        out = model(inputs, present, cached(pos) if cached else None).float()
         multi = getattr(model, "multi_label", False)  # one sigmoid per label instead of a softmax over classes
         probs.append((torch.sigmoid(out) if multi else torch.softmax(out, dim=1)).cpu())
         labels.append(y.cpu())

@@ -17,6 +17,8 @@ from mmcli.config import Config
 from mmcli.data.dataset import Batches, image_specs
 from mmcli.evaluate import predict_probs
 from mmcli.files import atomic_write_text
+from mmcli.frozen import frozen_embeddings
+from mmcli.late_weights import tune_late_weights
 from mmcli.loop import Interrupted, LoopState, StepTools, StopFlag, load_last, lr_lambda, save_last, train_one_epoch
 from mmcli.metrics import classification_metrics
 from mmcli.models.classifier import build_model, frozen_inputs, param_groups
@@ -47,25 +49,6 @@ def _tools(cfg: Config, device: str, dinfo: D.DistInfo) -> StepTools:
     return StepTools(device_type=device_type, amp_dtype=dtype, scaler=scaler, any_rank=any_rank)
 
 
-@torch.inference_mode()
-def _frozen_embeddings(model, cache, names: list[str], cfg: Config, device: str) -> dict[str, torch.Tensor]:
-    """Run each fully frozen encoder once over every valid row: {modality: float [N_cache, D]} (rows that are not
-    valid stay zero). Later epochs then cost only the trainable parts."""
-    specs = image_specs(model)
-    idx = cache.indices()
-    out = {}
-    for name in names:
-        enc = model.encoders[name]
-        enc.eval()
-        table = torch.zeros(len(cache.rows), enc.out_dim)
-        others = {i["name"] for i in cache.inputs} - {name}
-        batches = Batches(cache, idx, cfg.train.batch_size * 2, specs, device=device, skip=others)
-        for inputs, _, _, pos in batches:
-            table[pos] = enc(inputs[name]).float().cpu()
-        out[name] = table
-    return out
-
-
 def class_weights(labels, num_classes: int) -> torch.Tensor:
     """Inverse-frequency loss weights `[C]`, n / (C * count_c), so that a balanced data set gets all ones; a
     class absent from training gets weight 0."""
@@ -92,8 +75,9 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
     kinds = {i["name"]: i["kind"] for i in cache.inputs}
     frozen = [n for n in frozen_inputs(model) if kinds[n] == "text" or not cfg.train.augment]
     if frozen:
-        table = _frozen_embeddings(model, cache, frozen, cfg, device)
+        table = frozen_embeddings(model, cache, frozen, cfg.train.batch_size * 2, device)
         tools.cached = lambda pos: {n: t[pos].to(device) for n, t in table.items()}
+        tools.frozen = frozenset(frozen)
         info(f"frozen encoders ({', '.join(frozen)}): embeddings computed once and reused every epoch")
     tr = Batches(cache, cache.indices(0), cfg.train.batch_size, specs, shuffle=True, augment=cfg.train.augment,
                  seed=cfg.train.seed, device=device, rank=dinfo.rank, world=dinfo.world, skip=set(frozen),
@@ -106,7 +90,7 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
                    else class_weights(cache.labels[train_rows], len(names)))
         tools.class_weights = weights.to(device)
     va_idx = cache.indices(1)[dinfo.rank :: dinfo.world]  # each rank scores a shard; predictions are gathered
-    va = Batches(cache, va_idx, cfg.train.batch_size * 2, specs, device=device)
+    va = Batches(cache, va_idx, cfg.train.batch_size * 2, specs, device=device, skip=set(frozen))
     groups = param_groups(model, cfg.train.lr, cfg.train.pretrained_lr, cfg.train.weight_decay)
     opt = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.train.epochs * len(tr), cfg.train.warmup))
@@ -128,8 +112,8 @@ def score_probs(probs, labels, names: list[str], multi_label: bool, thresholds=N
     return classification_metrics(probs, labels, names)
 
 
-def _validate(model, va: Batches, names: list[str], dinfo: D.DistInfo) -> dict:
-    probs, labels, _ = predict_probs(model, va)
+def _validate(model, va: Batches, names: list[str], dinfo: D.DistInfo, cached=None) -> dict:
+    probs, labels, _ = predict_probs(model, va, cached)
     probs, labels = D.gather_arrays(dinfo, probs, labels)
     return score_probs(probs, labels, names, model.multi_label) if len(labels) else {}
 
@@ -172,7 +156,7 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
                     save_last(run, model, opt, sched, state)
                 raise Interrupted(f"interrupted in epoch {epoch} after batch {state.batch}; saved a checkpoint. "
                                   f"Resume with: mm train --resume {run}")
-            row = _epoch_row(epoch, lr, result, _validate(model, va, names, dinfo), dinfo)
+            row = _epoch_row(epoch, lr, result, _validate(model, va, names, dinfo, tools.cached), dinfo)
             val_text = f"val acc {_num(row['val_accuracy'])} loss {_num(row['val_loss'])}"
             progress.update(task, stats=progress.tasks[task].fields["stats"] + " | " + val_text)
             log_line(f"epoch {epoch}/{cfg.train.epochs}: train loss {row['train_loss']:.4f} acc "
@@ -182,7 +166,7 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
                 info(f"early stop: no {cfg.train.monitor} improvement for {cfg.train.patience} epochs")
                 break
     D.barrier(dinfo)
-    return finish(run, cfg, cache, model, state, device) if dinfo.main else run
+    return finish(run, cfg, cache, model, state, device, tools) if dinfo.main else run
 
 
 def _num(x: float | None) -> str:
@@ -219,8 +203,9 @@ def _write_history(run: Path, history: list[dict]) -> None:
     atomic_write_text(run / "history.csv", buf.getvalue())
 
 
-def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str) -> Path:
-    """Reload the best weights, score val (and test when the CSV has one), write metrics.json + report.md."""
+def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str, tools: StepTools | None = None) -> Path:
+    """Reload the best weights, fit late-fusion weights on val, score val (and test when the CSV has one), write
+    metrics.json + report.md. `tools.cached`: frozen encoders' embeddings, reused as in training."""
     from mmcli.report import write_report
     from mmcli.runs import load_weights
 
@@ -228,11 +213,19 @@ def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str) 
     names = cache.meta["label_names"]
     specs = image_specs(model)
     metrics: dict = {"best_epoch": state.best_epoch, "epochs_run": state.epoch, "monitor": cfg.train.monitor}
+    cached, skip = (tools.cached, set(tools.frozen)) if tools else (None, set())
+
+    def batches(code: int) -> Batches:
+        return Batches(cache, cache.indices(code), cfg.train.batch_size * 2, specs, device=device, skip=skip)
+
+    weights = tune_late_weights(model, batches(1), cached) if len(cache.indices(1)) else None
+    if weights is not None:  # part of the model from now on: saved with it, used by eval and predict
+        save_weights(model, run / "model.safetensors")
+        metrics["late_fusion_weights"] = dict(zip(model.fusion.names, (round(w, 4) for w in weights)))
     outputs = {}
     for split, code in (("val", 1), ("test", 2)):
-        idx = cache.indices(code)
-        if len(idx):
-            outputs[split] = predict_probs(model, Batches(cache, idx, cfg.train.batch_size * 2, specs, device=device))
+        if len(cache.indices(code)):
+            outputs[split] = predict_probs(model, batches(code), cached)
     thresholds = None
     if cache.multi_label:  # per-label thresholds tuned on validation, then applied everywhere (test, predict)
         from mmcli.multilabel import tune_thresholds

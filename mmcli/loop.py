@@ -142,6 +142,7 @@ class StepTools:
     amp_dtype: torch.dtype | None = None  # bf16 / fp16 autocast, None for fp32
     scaler: torch.amp.GradScaler | None = None  # fp16 only: scales the loss so small gradients don't underflow
     cached: Callable[[torch.Tensor], dict] | None = None  # cache positions -> {modality: [B, D]} precomputed
+    frozen: frozenset[str] = frozenset()  # the inputs `cached` covers (their raw inputs need not be loaded)
     any_rank: Callable[[bool], bool] = lambda flag: flag  # OR over ranks, so all ranks stop at the same step
     class_weights: torch.Tensor | None = None  # [C] loss weights (train.class_weights=auto)
     multi_label: bool = False  # sigmoid/BCE over label sets instead of softmax/cross-entropy

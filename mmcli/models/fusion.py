@@ -151,7 +151,12 @@ class LowRankFusion(nn.Module):
 
 class LateFusion(nn.Module):
     """Late fusion (Snoek, Worring and Smeulders 2005, "Early versus Late Fusion in Semantic Video Analysis"): one
-    linear classifier per modality, logits averaged over the modalities present in each row. -> logits `[B, C]`."""
+    linear classifier per modality, logits averaged over the modalities present in each row. -> logits `[B, C]`.
+
+    `weights` `[M]` scale each modality's logits (1 while training); `tune_late_weights` fits them on held-out rows
+    after training (stacked generalisation, Wolpert 1992), so that a head that memorised its training rows, and is
+    overconfident on new ones, counts for less.
+    """
 
     produces_logits = True
 
@@ -160,13 +165,21 @@ class LateFusion(nn.Module):
         self.names, self.out_dim = list(dims), num_classes
         self.heads = nn.ModuleDict({n: nn.Sequential(nn.Dropout(dropout), nn.Linear(d, num_classes))
                                     for n, d in dims.items()})
+        self.register_buffer("weights", torch.ones(len(self.names)))
+
+    def head_logits(self, embs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`{m: [B, D_m]}` -> unweighted per-modality logits `[B, M, C]`."""
+        return torch.stack([self.heads[n](embs[n]) for n in self.names], dim=1)
+
+    def combine(self, logits: torch.Tensor, present: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """`[B, M, C]`, `[B, M]`, `[M]` -> `[B, C]`: weighted logits summed over present modalities / their count."""
+        # A row with nothing present averages all heads (fed the learned "missing" embeddings) instead of dividing by 0.
+        w = (present | ~present.any(1, keepdim=True)).unsqueeze(-1).to(logits.dtype)
+        return (logits * w * weights.to(logits.dtype)[None, :, None]).sum(1) / w.sum(1)
 
     def forward(self, embs: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
         """`{m: [B, D_m]}`, `[B, M]` -> `[B, num_classes]`."""
-        logits = torch.stack([self.heads[n](embs[n]) for n in self.names], dim=1)  # [B, M, C]
-        # A row with nothing present averages all heads (fed the learned "missing" embeddings) instead of dividing by 0.
-        w = (present | ~present.any(1, keepdim=True)).unsqueeze(-1).to(logits.dtype)
-        return (logits * w).sum(1) / w.sum(1)
+        return self.combine(self.head_logits(embs), present, self.weights)
 
 
 @FUSIONS.register("concat")

@@ -1,0 +1,64 @@
+"""Frozen encoders' embeddings: computed once per (data, encoder weights) and kept in the cache folder."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from mmcli.data.dataset import Batches, image_specs
+from mmcli.files import WriteFailed, atomic_path
+
+
+def _weights_digest(module: torch.nn.Module) -> str:
+    """A digest of a module's class and every tensor of its state: what its outputs depend on besides the input."""
+    h = hashlib.blake2b(type(module).__qualname__.encode(), digest_size=16)
+    for key, t in module.state_dict().items():
+        h.update(key.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _key(cache, name: str, enc: torch.nn.Module) -> str:
+    """What a frozen encoder's table depends on: its input data (the image column's fingerprint, or the token ids),
+    which rows are valid, the encoder's own preprocessing and its weights. Other settings (fusion, seed, learning
+    rate, other columns) may change freely without invalidating it."""
+    kind = next(i["kind"] for i in cache.inputs if i["name"] == name)
+    data = (cache.meta["image_fingerprints"][name] if kind == "image"
+            else hashlib.blake2b(np.ascontiguousarray(cache.tokens[name]).tobytes(), digest_size=16).hexdigest())
+    valid = hashlib.blake2b(np.ascontiguousarray(cache.valid).tobytes(), digest_size=16).hexdigest()
+    prep = [getattr(enc, a, None) for a in ("mean", "std", "image_size", "pooling")]
+    text = f"{name}|{data}|{valid}|{prep}|{_weights_digest(enc)}"
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+@torch.inference_mode()
+def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: str) -> dict[str, torch.Tensor]:
+    """Run each fully frozen encoder once over every valid row: {modality: float [N_cache, D]} (rows that are not
+    valid stay zero). Later epochs then cost only the trainable parts.
+
+    The table is kept in the cache folder, keyed by its input data and the encoder (`_key`), so the next
+    run over the same data and encoder (another fusion, seed or learning rate) skips the encoder entirely."""
+    specs = image_specs(model)
+    idx = cache.indices()
+    out = {}
+    for name in names:
+        enc = model.encoders[name]
+        enc.eval()
+        saved = cache.dir / f"embeddings_{name}_{_key(cache, name, enc)}.npy"
+        if saved.exists():
+            out[name] = torch.from_numpy(np.load(saved))
+            continue
+        table = torch.zeros(len(cache.rows), enc.out_dim)
+        others = {i["name"] for i in cache.inputs} - {name}
+        batches = Batches(cache, idx, batch_size, specs, device=device, skip=others)
+        for inputs, _, _, pos in batches:
+            table[pos] = enc(inputs[name]).float().cpu()
+        try:
+            with atomic_path(saved) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, table.numpy())
+        except (OSError, WriteFailed):  # a read-only or full cache folder costs the reuse, not the run
+            pass
+        out[name] = table
+    return out

@@ -1,0 +1,81 @@
+"""Late fusion's per-modality weights, fitted on held-out rows, and frozen encoders' tables kept in the cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmcli.config import load_config
+from mmcli.late_weights import tune_late_weights
+from mmcli.models.fusion import LateFusion
+
+
+class _Stub(torch.nn.Module):
+    """The parts of MultimodalClassifier that tune_late_weights uses; embeddings are the inputs themselves."""
+
+    def __init__(self, fusion: LateFusion):
+        super().__init__()
+        self.fusion = fusion
+
+    def embed(self, inputs, present, cached=None):
+        return inputs
+
+
+def _identity_late(c: int) -> LateFusion:
+    fusion = LateFusion({"image": c, "text": c}, c)
+    for head in fusion.heads.values():
+        head[1].weight.data = torch.eye(c)
+        head[1].bias.data.zero_()
+    return fusion
+
+
+def test_a_noisy_modality_gets_a_small_weight():
+    torch.manual_seed(0)
+    c, n = 4, 400
+    labels = torch.arange(n) % c
+    embs = {"image": 2.0 * F.one_hot(labels, c).float() + 0.3 * torch.randn(n, c), "text": 5.0 * torch.randn(n, c)}
+    present = torch.ones(n, 2, dtype=torch.bool)
+    model = _Stub(_identity_late(c))
+    before = F.cross_entropy(model.fusion(embs, present), labels).item()
+    weights = tune_late_weights(model, [(embs, present, labels, torch.arange(n))])
+    after = F.cross_entropy(model.fusion(embs, present), labels).item()
+    assert weights is not None and weights[1] < 0.1 * weights[0]
+    assert model.fusion.weights.tolist() == pytest.approx(weights)
+    assert after < 0.5 * before
+
+
+def test_single_modality_and_empty_validation_are_left_alone():
+    single = _Stub(LateFusion({"image": 3}, 3))
+    assert tune_late_weights(single, []) is None
+    pair = _Stub(_identity_late(3))
+    assert tune_late_weights(pair, []) is None
+    assert pair.fusion.weights.tolist() == [1.0, 1.0]
+
+
+def test_training_records_the_weights_and_the_saved_model_carries_them(dataset, tiny_sets, tmp_path):
+    from mmcli.loading import load_run
+    from mmcli.train import train
+
+    run = train(dataset, load_config(None, [*tiny_sets, "model.fusion=late"]), output=tmp_path / "run")
+    weights = json.loads((run / "metrics.json").read_text())["late_fusion_weights"]
+    assert set(weights) == {"image", "text"} and all(w > 0 for w in weights.values())
+    model = load_run(run).model
+    assert model.fusion.weights.tolist() == pytest.approx(list(weights.values()), abs=1e-4)
+
+
+def test_frozen_encoder_tables_are_kept_and_reused(dataset, tiny_sets, tmp_path, monkeypatch):
+    from mmcli.models.image import SmallCNN
+    from mmcli.train import train
+
+    sets = [*tiny_sets, "model.image_encoder=cnn", "model.freeze=[image]", "train.augment=false"]
+    train(dataset, load_config(None, sets), output=tmp_path / "a")
+
+    def boom(*_a, **_k):
+        raise AssertionError("the frozen encoder ran again")
+
+    monkeypatch.setattr(SmallCNN, "forward", boom)
+    run = train(dataset, load_config(None, [*sets, "model.fusion=concat"]), output=tmp_path / "b")
+    assert json.loads((run / "metrics.json").read_text())["val"]["accuracy"] >= 0

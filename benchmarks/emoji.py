@@ -34,7 +34,7 @@ CONFIG = ROOT / "configs" / "pretrained.yaml"
 FUSIONS = ("concat", "sum", "product", "gated", "attention", "lmf", "late")
 # Overrides on top of configs/pretrained.yaml, for every setting.
 COMMON = [
-    "train.threads=1",  # see the note in the docstring
+    "train.threads=1",  # the trainable part is a small head over cached features
     "data.image_size=64",  # the emoji are 64 px: cache them as they are; EfficientNet still sees 224 px (resized per batch)
 ]
 SETTINGS = {

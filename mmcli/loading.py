@@ -57,6 +57,9 @@ def load_run(run: Path, device: str | None = None) -> LoadedRun:
         labels = json.loads((run / "labels.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise MMError(f"{run}: cannot read config.yaml/labels.json: {exc}") from None
+    if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
+        # runs saved before `model.cnn_widths` existed were trained with the widths of that time
+        saved["model"].setdefault("cnn_widths", [32, 64, 128, 128])
     cfg = load_config(base=saved)
     tok_file = run / "tokenizer" / "tokenizer.json"
     tokenizer = load_tokenizer(tok_file) if tok_file.exists() else None

@@ -115,6 +115,7 @@ def load_weights(model, path: Path) -> None:
     except (SafetensorError, OSError, ValueError) as exc:
         raise MMError(f"cannot read weights {path}: {exc} (truncated or not a safetensors file?)") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "fusion.weights"]  # saved before late-fusion weights existed: they stay 1
     if missing or unexpected:
         raise MMError(f"weights {path} do not fit the model in its config.yaml "
                       f"(missing {len(missing)} tensors, unexpected {len(unexpected)}: {(missing + unexpected)[:3]})")

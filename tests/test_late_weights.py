@@ -79,3 +79,21 @@ def test_frozen_encoder_tables_are_kept_and_reused(dataset, tiny_sets, tmp_path,
     monkeypatch.setattr(SmallCNN, "forward", boom)
     run = train(dataset, load_config(None, [*sets, "model.fusion=concat"]), output=tmp_path / "b")
     assert json.loads((run / "metrics.json").read_text())["val"]["accuracy"] >= 0
+
+
+def test_runs_saved_before_cnn_widths_and_late_weights_still_load(dataset, tiny_sets, tmp_path):
+    import yaml
+    from safetensors.torch import load_file, save_file
+
+    from mmcli.loading import load_run
+    from mmcli.train import train
+
+    run = train(dataset, load_config(None, [*tiny_sets, "model.cnn_widths=[32,64,128,128]"]), output=tmp_path / "r")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    del cfg["model"]["cnn_widths"]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    state = load_file(str(run / "model.safetensors"))
+    del state["fusion.weights"]
+    save_file(state, str(run / "model.safetensors"))
+    model = load_run(run).model
+    assert model.fusion.weights.tolist() == [1.0, 1.0]

@@ -38,7 +38,7 @@ def tune_late_weights(model, batches, cached=None) -> list[float] | None:
     logits, present, labels = _collect(model, batches, cached)
     if logits is None:
         return None
-    log_w = torch.zeros(len(fusion.names), requires_grad=True)
+    log_w = torch.zeros(len(fusion.names), device=logits.device, requires_grad=True)
     opt = torch.optim.LBFGS([log_w], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:

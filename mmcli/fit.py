@@ -84,6 +84,7 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
                  balanced=cfg.train.sampler == "weighted")
     model.multi_label = tools.multi_label = cache.multi_label
     tools.aux_weight = cfg.train.aux_weight if model.aux is not None else 0.0
+    tools.separate_heads = getattr(model.fusion, "separate_heads", False)
     if cfg.train.class_weights == "auto":
         train_rows = cache.indices(0)
         weights = (pos_weights(cache.targets[train_rows]) if cache.multi_label

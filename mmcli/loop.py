@@ -147,6 +147,7 @@ class StepTools:
     class_weights: torch.Tensor | None = None  # [C] loss weights (train.class_weights=auto)
     multi_label: bool = False  # sigmoid/BCE over label sets instead of softmax/cross-entropy
     aux_weight: float = 0.0  # weight of the per-modality heads' loss (train.aux_weight)
+    separate_heads: bool = False  # late fusion: only the per-modality heads' own losses (no modality dropout needed)
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32,
@@ -205,11 +206,15 @@ def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState
     for inputs, present, labels, pos in batches.iterate(start_batch=state.batch):
         cached = tools.cached(pos) if tools.cached else None
         with tools.autocast():
-            shown = drop_modalities(present, cfg.train.modality_dropout)
-            if tools.aux_weight > 0:
+            if tools.separate_heads:  # independent per-modality heads (late fusion): each trains on its own rows
+                logits, heads = model(inputs, present, cached, return_aux=True)
+                loss = _aux_loss(heads, present, labels, loss_fn)
+            elif tools.aux_weight > 0:
+                shown = drop_modalities(present, cfg.train.modality_dropout)
                 logits, aux = model(inputs, shown, cached, return_aux=True)
                 loss = loss_fn(logits.float(), labels) + tools.aux_weight * _aux_loss(aux, shown, labels, loss_fn)
             else:
+                shown = drop_modalities(present, cfg.train.modality_dropout)
                 logits = model(inputs, shown, cached)
                 loss = loss_fn(logits.float(), labels)
         _step(model, opt, sched, loss, cfg.train.grad_clip, tools)

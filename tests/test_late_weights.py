@@ -97,3 +97,28 @@ def test_runs_saved_before_cnn_widths_and_late_weights_still_load(dataset, tiny_
     save_file(state, str(run / "model.safetensors"))
     model = load_run(run).model
     assert model.fusion.weights.tolist() == [1.0, 1.0]
+
+
+def test_late_heads_train_on_their_own_losses():
+    from mmcli.loop import _aux_loss
+    from mmcli.models.classifier import build_model
+
+    cfg = load_config(None, ["model.embed_dim=8", "model.fusion=late", "train.aux_weight=1"])
+    inputs = [{"name": "image", "kind": "image"}, {"name": "text", "kind": "text"}]
+    model = build_model(cfg, inputs, 3, 50)
+    assert model.aux is None  # late fusion's own heads are the per-modality heads
+    x = {"image": torch.rand(4, 3, 16, 16), "text": torch.randint(1, 50, (4, 5))}
+    present = torch.tensor([[True, True], [True, False], [False, True], [True, True]])
+    logits, heads = model(x, present, return_aux=True)
+    assert torch.allclose(logits, model.fusion.combine(torch.stack(list(heads.values()), 1), present,
+                                                       model.fusion.weights))
+    labels = torch.tensor([0, 1, 2, 0])
+    _aux_loss(heads, present, labels, torch.nn.CrossEntropyLoss()).backward()
+    # the heads share no loss term: the text head's own loss leaves the image head untouched
+    text_only = build_model(cfg, inputs, 3, 50)
+    text_only.load_state_dict(model.state_dict())
+    _, h2 = text_only(x, present, return_aux=True)
+    torch.nn.CrossEntropyLoss()(h2["text"][present[:, 1]], labels[present[:, 1]]).backward()
+    grad = text_only.fusion.heads["image"][1].weight.grad
+    assert grad is None or not grad.any()
+    assert text_only.fusion.heads["text"][1].weight.grad.any()

@@ -67,6 +67,10 @@ class MultimodalClassifier(nn.Module):
         """-> logits `[B, num_classes]`; with `return_aux`, also `{modality: [B, num_classes]}` from the
         per-modality heads (a flag rather than a method, so that DistributedDataParallel sees one forward)."""
         embs = self.embed(inputs, present, cached)
+        if getattr(self.fusion, "separate_heads", False):  # late fusion: its own per-modality heads are the aux ones
+            per = self.fusion.head_logits(embs)
+            logits = self.fusion.combine(per, present, self.fusion.weights)
+            return (logits, {n: per[:, j] for j, n in enumerate(self.fusion.names)}) if return_aux else logits
         logits = self.head(self.fusion(embs, present))
         if not return_aux:
             return logits
@@ -99,7 +103,8 @@ def build_model(cfg, inputs: list[dict], num_classes: int, vocab_size: int | Non
         encoders[inp["name"]] = build_encoder(inp["kind"], name, cfg, vocab_size, column=inp["name"])
     dims = {n: e.out_dim for n, e in encoders.items()}
     fusion = FUSIONS.build(cfg.model.fusion, dims=dims, num_classes=num_classes, cfg=cfg)
-    aux = getattr(getattr(cfg, "train", None), "aux_weight", 0.0) > 0 and len(encoders) > 1
+    aux = (getattr(getattr(cfg, "train", None), "aux_weight", 0.0) > 0 and len(encoders) > 1
+           and not getattr(fusion, "separate_heads", False))  # late fusion's own heads already train alone
     return MultimodalClassifier(encoders, fusion, num_classes, cfg.model.hidden_dim, cfg.model.dropout, aux)
 
 

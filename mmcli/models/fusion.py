@@ -153,12 +153,16 @@ class LateFusion(nn.Module):
     """Late fusion (Snoek, Worring and Smeulders 2005, "Early versus Late Fusion in Semantic Video Analysis"): one
     linear classifier per modality, logits averaged over the modalities present in each row. -> logits `[B, C]`.
 
+    Each head is trained on its own loss, over the rows where its modality is present (`separate_heads`): trained
+    through the averaged logits instead, the heads co-adapt, each learning only what the other misses on the
+    training rows, and on small data both end up weaker than the same encoder trained alone.
     `weights` `[M]` scale each modality's logits (1 while training); `tune_late_weights` fits them on held-out rows
     after training (stacked generalisation, Wolpert 1992), so that a head that memorised its training rows, and is
     overconfident on new ones, counts for less.
     """
 
     produces_logits = True
+    separate_heads = True
 
     def __init__(self, dims: dict[str, int], num_classes: int, dropout: float = 0.0):
         super().__init__()

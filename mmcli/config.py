@@ -54,8 +54,9 @@ class ModelConfig:
     image_encoder: str = opt("cnn", "encoder for every image column (see `mm list`)")
     text_encoder: str = opt("bow", "encoder for every text column (see `mm list`)")
     encoders: dict[str, str] = opt({}, "per-column encoder overrides, {column: encoder name}")
-    fusion: str = opt("late", "how modality embeddings are combined (see `mm list`); late (per-modality heads, "
-                      "averaged) generalises best on small data (benchmarks/sample_accuracy.py)")
+    fusion: str = opt("late", "how modality embeddings are combined (see `mm list`); late (per-modality heads "
+                      "trained separately, weighted on val) generalises best on small data "
+                      "(benchmarks/sample_accuracy.py)")
     fusion_dim: int = opt(0, "common width of projecting fusions (sum, product, gated, attention, lmf; 0: embed_dim)")
     lmf_rank: int = opt(4, "rank of the low-rank multimodal fusion (lmf)")
     freeze: list[str] = opt([], "encoders to freeze: column names, encoder names, 'image', 'text' or 'pretrained'")

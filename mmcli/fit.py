@@ -84,7 +84,10 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
                  balanced=cfg.train.sampler == "weighted")
     model.multi_label = tools.multi_label = cache.multi_label
     tools.aux_weight = cfg.train.aux_weight if model.aux is not None else 0.0
-    tools.separate_heads = getattr(model.fusion, "separate_heads", False)
+    # Late fusion trains its heads apart so that trainable encoders don't co-adapt; over frozen encoders only, joint
+    # training is a plain linear model over fixed features, which does better (benchmarks/sample_accuracy.py).
+    tools.separate_heads = (getattr(model.fusion, "separate_heads", False)
+                            and len(frozen_inputs(model)) < len(model.names))
     if cfg.train.class_weights == "auto":
         train_rows = cache.indices(0)
         weights = (pos_weights(cache.targets[train_rows]) if cache.multi_label

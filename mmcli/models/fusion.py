@@ -153,9 +153,10 @@ class LateFusion(nn.Module):
     """Late fusion (Snoek, Worring and Smeulders 2005, "Early versus Late Fusion in Semantic Video Analysis"): one
     linear classifier per modality, logits averaged over the modalities present in each row. -> logits `[B, C]`.
 
-    Each head is trained on its own loss, over the rows where its modality is present (`separate_heads`): trained
-    through the averaged logits instead, the heads co-adapt, each learning only what the other misses on the
-    training rows, and on small data both end up weaker than the same encoder trained alone.
+    While any encoder trains, each head is trained on its own loss, over the rows where its modality is present
+    (`separate_heads`): trained through the averaged logits instead, the encoders co-adapt, each learning only what
+    the other misses on the training rows, and on small data both end up weaker than the same encoder trained
+    alone. Over frozen encoders the heads train jointly (a linear model over fixed features).
     `weights` `[M]` scale each modality's logits (1 while training); `tune_late_weights` fits them on held-out rows
     after training (stacked generalisation, Wolpert 1992), so that a head that memorised its training rows, and is
     overconfident on new ones, counts for less.
@@ -224,5 +225,5 @@ def build_lmf(dims: dict[str, int], cfg: object = None, **_: object) -> LowRankF
 
 @FUSIONS.register("late")
 def build_late(dims: dict[str, int], num_classes: int, cfg: object = None, **_: object) -> LateFusion:
-    """Late fusion: a linear head per modality, logits averaged over present ones."""
+    """Late fusion: a linear head per modality trained alone; logits weighted (fitted on val) over present ones."""
     return LateFusion(dims, num_classes, dropout=float(model_opt(cfg, "dropout", 0.0)))

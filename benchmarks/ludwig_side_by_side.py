@@ -37,7 +37,8 @@ def timed(cmd: list[str], env: dict) -> tuple[float, str]:
 def ludwig_round(peers: Path) -> dict:
     run_dir = peers / "runs" / f"side-{time.time_ns()}"
     env = {**os.environ, "PEERS": str(peers), "RUN_DIR": str(run_dir)}
-    subprocess.run(["bash", str(PEER / "run_ludwig.sh")], env=env, check=True, capture_output=True)
+    # cwd: Ludwig leaves a .lock_preprocessing file in its working folder
+    subprocess.run(["bash", str(PEER / "run_ludwig.sh")], env=env, check=True, capture_output=True, cwd=peers)
     s = json.loads((run_dir / "summary.json").read_text())
     return {"train": s["train"]["wall_s"], "eval": s["evaluate"]["wall_s"], "predict": s["predict"]["wall_s"],
             "acc": s["test"]["accuracy_plain(ludwig accuracy_micro)"]}

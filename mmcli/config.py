@@ -92,7 +92,8 @@ class TrainConfig:
     augment: bool = opt(True, "random crops and flips of training images")
     label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
     aux_weight: float = opt(0.0, "weight of per-modality auxiliary heads' loss beside the fused loss (0: none)")
-    modality_dropout: float = opt(0.3, "probability of hiding each modality of a training row (never all of them)")
+    modality_dropout: float = opt(0.3, "probability of hiding each modality of a training row (never all of them); "
+                                  "unused while late fusion trains its heads apart")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = opt(0, "torch CPU threads (0: torch's default)")
     checkpoint_every: int = opt(0, "also save a resumable checkpoint every N optimiser steps (0: each epoch only)")

@@ -10,6 +10,7 @@ Cache folder layout (all arrays cover every CSV row, in CSV order; `valid` marks
   split.npy            int8  [N]     0 train, 1 val, 2 test
   valid.npy, rows.npy  bool [N], int64 [N] (CSV line numbers)
   bad_rows.csv         row, column, reason
+  embeddings_<col>_<key>.npy  float32 [N, D] a frozen encoder's outputs, written by training (mmcli/frozen.py)
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ def mm_round(data: Path, work: Path, epochs: int, sets: list[str]) -> dict:
     t_train, _ = timed([*mm, "train", str(trainval_csv(data)), "-o", str(run), *extra], env)
     t_eval, out = timed([*mm, "eval", str(run), str(data / "test.csv"), "--json", "-o", str(work / "eval")], env)
     t_pred, _ = timed([*mm, "predict", str(run), str(data / "test.csv"), "-o", str(work / "pred.csv")], env)
+    shutil.rmtree(work, ignore_errors=True)  # each round's cache and run folder are only measured, never kept
     return {"train": t_train, "eval": t_eval, "predict": t_pred, "acc": json.loads(out)["accuracy"]}
 
 

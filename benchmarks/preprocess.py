@@ -81,7 +81,11 @@ def main() -> None:
     ap.add_argument("--rows-big", type=int, default=0)
     args = ap.parse_args()
     os.environ["MM_QUIET"] = "1"
-    tmp = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory(prefix="mm-preprocess-") as tmp:  # over 1 GB with --rows-big: never left behind
+        run_all(Path(tmp), args)
+
+
+def run_all(tmp: Path, args: argparse.Namespace) -> None:
     sets = [("64 px PNG", "png", (64, 64), args.png), ("500x375 JPEG", "jpg", (500, 375), args.jpeg)]
     print(f"{os.cpu_count()} CPU cores; cache images at 64 px\n")
     print("| images | Pillow loop, 1 process | mm, in-process | mm, 1 worker | mm, 2 workers |\n|---|---|---|---|---|")

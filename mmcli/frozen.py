@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from mmcli.data.dataset import Batches, image_specs
-from mmcli.files import WriteFailed, atomic_path
+from mmcli.files import WriteFailed, save_npy
 
 
 def _weights_digest(module: torch.nn.Module) -> str:
@@ -56,8 +56,7 @@ def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: s
         for inputs, _, _, pos in batches:
             table[pos] = enc(inputs[name]).float().cpu()
         try:
-            with atomic_path(saved) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, table.numpy())
+            save_npy(saved, table.numpy())
         except (OSError, WriteFailed):  # a read-only or full cache folder costs the reuse, not the run
             pass
         out[name] = table

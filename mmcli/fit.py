@@ -64,6 +64,31 @@ def pos_weights(targets) -> torch.Tensor:
     return ((t.shape[0] - pos) / pos.clamp(min=1)).float()
 
 
+def _precompute(model, cache, cfg: Config, device: str, tools: StepTools) -> list[str]:
+    """Tables of what never changes while training, computed once: fully frozen encoders' embeddings, and the
+    outputs of partly frozen encoders' frozen first blocks (`model.unfreeze_last`). Sets `tools.cached` and returns
+    the inputs those tables cover (their raw data need not be loaded)."""
+    # A frozen image encoder's output is reusable only when its pixels don't change from epoch to epoch.
+    kinds = {i["name"]: i["kind"] for i in cache.inputs}
+    reusable = [n for n in model.names if kinds[n] == "text" or not cfg.train.augment]
+    frozen = [n for n in frozen_inputs(model) if n in reusable]
+    prefixes = {n: k for n in reusable if n not in frozen
+                and (k := getattr(model.encoders[n], "cacheable_prefix", lambda: 0)())}
+    if not frozen and not prefixes:
+        return []
+    table = frozen_embeddings(model, cache, frozen + list(prefixes), cfg.train.batch_size * 2, device, prefixes)
+    for n in set(prefixes) & set(table):
+        model.encoders[n].cached_prefix = prefixes[n]
+    tools.cached = lambda pos: {n: t[pos].to(device) for n, t in table.items()}
+    tools.frozen = frozenset(table)
+    if frozen:
+        info(f"frozen encoders ({', '.join(frozen)}): embeddings computed once and reused every epoch")
+    if set(prefixes) & set(table):
+        info("frozen first blocks (" + ", ".join(f"{n}: {prefixes[n]} of {len(model.encoders[n].blocks())}"
+                                              for n in prefixes if n in table) + "): outputs computed once")
+    return list(table)
+
+
 def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
     """-> (model, ddp model or the same, train batches, val batches, optimiser, scheduler, step tools)."""
     names = cache.meta["label_names"]
@@ -71,14 +96,7 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
     model = build_model(cfg, cache.inputs, len(names), _vocab(cache)).to(device, memory_format=torch.channels_last)
     specs = image_specs(model)
     tools = _tools(cfg, device, dinfo)
-    # A frozen image encoder's embeddings are reusable only when its pixels don't change from epoch to epoch.
-    kinds = {i["name"]: i["kind"] for i in cache.inputs}
-    frozen = [n for n in frozen_inputs(model) if kinds[n] == "text" or not cfg.train.augment]
-    if frozen:
-        table = frozen_embeddings(model, cache, frozen, cfg.train.batch_size * 2, device)
-        tools.cached = lambda pos: {n: t[pos].to(device) for n, t in table.items()}
-        tools.frozen = frozenset(frozen)
-        info(f"frozen encoders ({', '.join(frozen)}): embeddings computed once and reused every epoch")
+    frozen = _precompute(model, cache, cfg, device, tools)
     tr = Batches(cache, cache.indices(0), cfg.train.batch_size, specs, shuffle=True, augment=cfg.train.augment,
                  seed=cfg.train.seed, device=device, rank=dinfo.rank, world=dinfo.world, skip=set(frozen),
                  balanced=cfg.train.sampler == "weighted")

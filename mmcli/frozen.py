@@ -9,6 +9,10 @@ import torch
 
 from mmcli.data.dataset import Batches, image_specs
 from mmcli.files import WriteFailed, save_npy
+from mmcli.progress import info
+
+# Largest table of a partly frozen encoder's prefix outputs kept (float32, in memory and in the cache folder).
+PREFIX_TABLE_BYTES = 4 * 2**30
 
 
 def _weights_digest(module: torch.nn.Module) -> str:
@@ -20,41 +24,58 @@ def _weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _key(cache, name: str, enc: torch.nn.Module) -> str:
+def _key(cache, name: str, enc: torch.nn.Module, k: int = 0) -> str:
     """What a frozen encoder's table depends on: its input data (the image column's fingerprint, or the token ids),
-    which rows are valid, the encoder's own preprocessing and its weights. Other settings (fusion, seed, learning
-    rate, other columns) may change freely without invalidating it."""
+    which rows are valid, the encoder's own preprocessing and its weights (for a prefix table: k and the weights of
+    the first k blocks only). Other settings (fusion, seed, learning rate, other columns) may change freely without
+    invalidating it."""
     kind = next(i["kind"] for i in cache.inputs if i["name"] == name)
     data = (cache.meta["image_fingerprints"][name] if kind == "image"
             else hashlib.blake2b(np.ascontiguousarray(cache.tokens[name]).tobytes(), digest_size=16).hexdigest())
     valid = hashlib.blake2b(np.ascontiguousarray(cache.valid).tobytes(), digest_size=16).hexdigest()
     prep = [getattr(enc, a, None) for a in ("mean", "std", "image_size", "pooling")]
-    text = f"{name}|{data}|{valid}|{prep}|{_weights_digest(enc)}"
+    weights = _weights_digest(torch.nn.ModuleList(enc.blocks()[:k])) if k else _weights_digest(enc)
+    text = f"{name}|{data}|{valid}|{prep}|{k}|{type(enc).__qualname__}|{weights}"
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 @torch.inference_mode()
-def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: str) -> dict[str, torch.Tensor]:
+def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: str,
+                      prefixes: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
     """Run each fully frozen encoder once over every valid row: {modality: float [N_cache, D]} (rows that are not
-    valid stay zero). Later epochs then cost only the trainable parts.
+    valid stay zero). Later epochs then cost only the trainable parts. For a name in `prefixes` (modality -> k), the
+    table holds instead the output of the encoder's frozen first k blocks, `[N_cache, *shape]`; it is left out
+    (the encoder then runs whole every step) when it would exceed `PREFIX_TABLE_BYTES`.
 
     The table is kept in the cache folder, keyed by its input data and the encoder (`_key`), so the next
     run over the same data and encoder (another fusion, seed or learning rate) skips the encoder entirely."""
     specs = image_specs(model)
     idx = cache.indices()
+    prefixes = prefixes or {}
     out = {}
     for name in names:
-        enc = model.encoders[name]
+        enc, k = model.encoders[name], prefixes.get(name, 0)
         enc.eval()
-        saved = cache.dir / f"embeddings_{name}_{_key(cache, name, enc)}.npy"
+        saved = cache.dir / f"{'prefix' if k else 'embeddings'}_{name}_{_key(cache, name, enc, k)}.npy"
         if saved.exists():
             out[name] = torch.from_numpy(np.load(saved))
             continue
-        table = torch.zeros(len(cache.rows), enc.out_dim)
+        run = (lambda x, enc=enc, k=k: enc.forward_until(x, k)) if k else enc
+        table = None
         others = {i["name"] for i in cache.inputs} - {name}
         batches = Batches(cache, idx, batch_size, specs, device=device, skip=others)
         for inputs, _, _, pos in batches:
-            table[pos] = enc(inputs[name]).float().cpu()
+            rows = run(inputs[name]).float().cpu()
+            if table is None:
+                size = len(cache.rows) * rows[0].numel() * 4
+                if k and size > PREFIX_TABLE_BYTES:
+                    info(f"{name}: the frozen blocks' outputs would take {size / 2**30:.1f} GiB; they run every "
+                         "step instead")
+                    break
+                table = torch.zeros(len(cache.rows), *rows.shape[1:])
+            table[pos] = rows
+        if table is None:
+            continue
         try:
             save_npy(saved, table.numpy())
         except (OSError, WriteFailed):  # a read-only or full cache folder costs the reuse, not the run

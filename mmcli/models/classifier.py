@@ -48,17 +48,24 @@ class MultimodalClassifier(nn.Module):
                 return enc(x)
         return enc(x)
 
+    def _from_cache(self, name: str, table_rows: torch.Tensor) -> torch.Tensor:
+        """Rows of a precomputed table -> `[B, D]`: the embedding itself, or, for an encoder whose frozen prefix
+        was cached (`cached_prefix` = k), the output of its first k blocks, which its trainable rest then runs on."""
+        enc = self.encoders[name]
+        k = getattr(enc, "cached_prefix", 0)
+        return enc.forward_from(table_rows, k) if k else table_rows
+
     def embed(self, inputs: dict[str, torch.Tensor], present: torch.Tensor,
               cached: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """`{name: input}` -> `{name: [B, D]}` with absent rows swapped for the missing embedding.
 
         `cached`: precomputed `{name: [B, D]}` encoder outputs (e.g. of frozen encoders) used instead of running
-        the encoder; such names need not be in `inputs`.
+        the encoder, or outputs of a frozen prefix (see `_from_cache`); such names need not be in `inputs`.
         """
         cached = cached or {}
         out = {}
         for j, name in enumerate(self.names):
-            emb = cached[name] if name in cached else self.encode(name, inputs[name])
+            emb = self._from_cache(name, cached[name]) if name in cached else self.encode(name, inputs[name])
             out[name] = torch.where(present[:, j : j + 1], emb, self.missing[name].to(emb.dtype))
         return out
 

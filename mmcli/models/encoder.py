@@ -43,6 +43,32 @@ class Encoder(nn.Module):
         """Parameters the optimiser should update (empty when fully frozen)."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def frozen_blocks(self) -> int:
+        """How many leading `blocks()` have no trainable parameter: the frozen prefix of a partly frozen encoder."""
+        n = 0
+        for block in self.blocks():
+            if any(p.requires_grad for p in block.parameters()):
+                break
+            n += 1
+        return n
+
+    def forward_until(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """The output of the first `k` blocks (encoders that support prefix caching override this)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be split into blocks")
+
+    def forward_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
+        """`forward_until(x, k)`'s output -> the encoder's output `[B, out_dim]`, running blocks `k` onward."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be split into blocks")
+
+    supports_prefix: bool = False  # True where forward_until / forward_from are implemented
+    cached_prefix: int = 0  # k while training reads this encoder's `forward_until(x, k)` from a precomputed table
+
+    def cacheable_prefix(self) -> int:
+        """`k` > 0 when the first `k` blocks are frozen, some later part trains and the encoder can be run in two
+        halves: their output then never changes during training and can be computed once per row."""
+        k = self.frozen_blocks()
+        return k if self.supports_prefix and 0 < k < len(self.blocks()) else 0
+
     @property
     def fully_frozen(self) -> bool:
         """True when no parameter trains, so the output for a given input never changes (cacheable)."""
@@ -73,13 +99,16 @@ class Encoder(nn.Module):
         """As `nn.Module.train`, but frozen parts stay in eval mode.
 
         A frozen encoder must give the same features in training as at prediction time: BatchNorm running statistics
-        must not drift and dropout must stay off; otherwise "frozen" weights would still change the model.
+        must not drift and dropout must stay off; otherwise "frozen" weights would still change the model. The same
+        holds for the frozen leading blocks of a partly frozen encoder, which is what makes their output cacheable.
         """
         super().train(mode)
         if not mode:
             return self
         if self.fully_frozen:
             return super().train(False)
+        for block in self.blocks()[: self.frozen_blocks()]:  # no dropout / drop-connect in a frozen prefix either
+            block.eval()
         for m in self.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
                 m.eval()

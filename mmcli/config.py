@@ -102,6 +102,8 @@ class TrainConfig:
                        "frequency, with replacement)", ("shuffle", "weighted"))
     precision: str = opt("32", "32, or bf16 / fp16 autocast (fp16 with a gradient scaler; CUDA)", ("32", "bf16", "fp16"))
     pretrained_lr: float = opt(1e-4, "learning rate of the trainable parts of pretrained encoders")
+    cache_prefix: bool = opt(True, "partly frozen encoders (model.unfreeze_last): compute the frozen first blocks' "
+                             "outputs once and keep them in the cache folder (false: run them every step)")
 
 
 @dataclass

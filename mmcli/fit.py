@@ -72,7 +72,7 @@ def _precompute(model, cache, cfg: Config, device: str, tools: StepTools) -> lis
     kinds = {i["name"]: i["kind"] for i in cache.inputs}
     reusable = [n for n in model.names if kinds[n] == "text" or not cfg.train.augment]
     frozen = [n for n in frozen_inputs(model) if n in reusable]
-    prefixes = {n: k for n in reusable if n not in frozen
+    prefixes = {n: k for n in reusable if n not in frozen and cfg.train.cache_prefix
                 and (k := getattr(model.encoders[n], "cacheable_prefix", lambda: 0)())}
     if not frozen and not prefixes:
         return []

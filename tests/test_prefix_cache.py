@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from mmcli.config import load_config
-from mmcli.models.pretrained import EfficientNetLite, HFTextEncoder
+from mmcli.models.pretrained import EfficientNetLite
 from mmcli.models.text import TEXT_ENCODERS
 from tests.helpers import TINY, make_dataset
 from tests.test_pretrained import tiny_bert  # noqa: F401 - the fixture
@@ -53,14 +53,13 @@ def _train(csv: Path, cfg, out: Path) -> dict[str, torch.Tensor]:
     return load_file(str(train(csv, cfg, output=out) / "model.safetensors"))
 
 
-def test_training_over_the_cached_prefix_matches_running_the_whole_encoder(tmp_path, tiny_bert, monkeypatch):  # noqa: F811
+def test_training_over_the_cached_prefix_matches_running_the_whole_encoder(tmp_path, tiny_bert):  # noqa: F811
     csv = make_dataset(tmp_path / "data")
     cfg = _cfg(tiny_bert)
     cached = _train(csv, cfg, tmp_path / "a")
     tables = sorted(p.name for p in Path(os.environ["MM_CACHE_DIR"]).rglob("prefix_text_*.npy"))
     assert len(tables) == 1  # the text encoder's first two blocks, computed once
-    monkeypatch.setattr(HFTextEncoder, "cacheable_prefix", lambda self: 0)  # run it whole every step
-    whole = _train(csv, cfg, tmp_path / "b")
+    whole = _train(csv, _cfg(tiny_bert, "train.cache_prefix=false"), tmp_path / "b")  # the whole encoder every step
     assert cached.keys() == whole.keys()
     for key in cached:
         torch.testing.assert_close(cached[key], whole[key], atol=2e-4, rtol=1e-3, msg=key)

@@ -45,7 +45,8 @@ FROZEN = ["model.unfreeze_last=0", "train.threads=1"]
 # MiniLM: its last 3 layers) at train.pretrained_lr; the frozen blocks below run once per image / text (again a table
 # in the cache folder, shared). Late fusion, whose heads train apart, so that neither encoder leans on the other.
 # A single input gets concat's head (an MLP over its embedding), which scored higher alone than late fusion's linear
-# head (frozen text only: 0.864 vs 0.825): the fused rows are compared with the stronger single-input baseline.
+# head (frozen text only: 0.864 vs 0.825, benchmarks/results/emoji_single_late_head.log): the fused rows are compared
+# with the stronger single-input baseline.
 SINGLE = "model.fusion=concat"
 SETTINGS = {
     "image only": [*FROZEN, SINGLE, "data.text_columns=[]"],

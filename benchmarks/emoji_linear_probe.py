@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from emoji import COMMON, CONFIG, build_data
+from emoji import COMMON, CONFIG, FROZEN, build_data
 
 
 def features(csv_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -29,7 +29,7 @@ def features(csv_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndar
     from mmcli.models.classifier import build_model, frozen_inputs
     from mmcli.train import _prepare
 
-    cfg = load_config(CONFIG, COMMON)
+    cfg = load_config(CONFIG, COMMON + FROZEN)  # the config fine-tunes; the probes need fully frozen encoders
     _, cache, _ = _prepare(csv_path, cfg, None)
     model = build_model(cfg, cache.inputs, len(cache.meta["label_names"]), _vocab(cache))
     tables = frozen_embeddings(model, cache, frozen_inputs(model), 128, "cpu")

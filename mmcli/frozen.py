@@ -1,4 +1,5 @@
-"""Frozen encoders' embeddings: computed once per (data, encoder weights) and kept in the cache folder."""
+"""Frozen encoders' embeddings, and the outputs of partly frozen encoders' frozen first blocks: computed once per
+(data, encoder weights) and kept in the cache folder."""
 
 from __future__ import annotations
 

@@ -279,16 +279,18 @@ class HFTextEncoder(Encoder):
 
     def forward_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
         """`forward_until(ids, k)` -> `[B, hidden]`."""
-        h = h[:, : _longest(h[..., -1] > 0.5)]
         mask = h[..., -1] > 0.5
+        n = _longest(mask)
+        h, mask = h[:, :n], mask[:, :n]
         hidden = self._layers(h[..., :-1], mask, k - 1, len(self.model.encoder.layer))
         return hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, mask)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """`[B, L]` -> `[B, hidden]`."""
         ids = ids[:, : self.max_positions]  # longer input would index past the position table
-        ids = ids[:, : _longest(ids != self.pad_id)]
         mask = ids != self.pad_id
+        n = _longest(mask)
+        ids, mask = ids[:, :n], mask[:, :n]
         hidden = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # [B, L, hidden]
         return hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, mask)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tokenizers import Tokenizer
 from helpers import CLASSES, SHARED_WORDS, WORDS
 
 from mmcli.text import encode, fingerprint, load_tokenizer, train_tokenizer
@@ -35,9 +36,18 @@ def test_bpe_training_gives_the_same_ids_every_time():
     assert train_tokenizer(TEXTS, "bpe").token_to_id("[PAD]") == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the Hugging Face WordPiece trainer breaks ties between equally frequent merges in hash-map order, so the "
-    "learned token set itself differs between trainings; bpe (the default) is reproducible"))
-def test_wordpiece_training_gives_the_same_ids():
-    vocabs = {tuple(sorted(train_tokenizer(TEXTS, "wordpiece").get_vocab().items())) for _ in range(5)}
-    assert len(vocabs) == 1
+def test_wordpiece_training_keeps_what_it_can_guarantee():
+    # The WordPiece trainer breaks ties between equally frequent merges in hash-map order, so the learned token
+    # *set* may differ between trainings (config.py says so). What holds every time: specials first, the rest in
+    # sorted order, every training word encodes without [UNK], and a saved tokenizer reloads to the same ids.
+    for _ in range(5):
+        tok = train_tokenizer(TEXTS, "wordpiece", 200)
+        vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+        assert [i for _, i in vocab] == list(range(len(vocab)))
+        assert [t for t, _ in vocab[:2]] == ["[PAD]", "[UNK]"]
+        rest = [t for t, _ in vocab[2:]]
+        assert rest == sorted(rest)
+        unk = tok.token_to_id("[UNK]")
+        assert all(unk not in enc.ids for enc in tok.encode_batch(TEXTS))
+        again = Tokenizer.from_str(tok.to_str())
+        assert (encode(again, TEXTS, 8) == encode(tok, TEXTS, 8)).all()

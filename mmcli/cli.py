@@ -25,6 +25,9 @@ app = typer.Typer(
 )
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (see `mm config`).")]
+PresetOpt = Annotated[str | None, typer.Option("--preset", help="Starting config: fast (scratch models), pretrained "
+                                               "(frozen pretrained encoders) or best (see `mm list`). Default: "
+                                               "pretrained when installed, else fast; none with --config.")]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a config key, e.g. --set train.lr=3e-4 (repeatable)."),
@@ -62,13 +65,24 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _config(config: Path | None, overrides: list[str] | None, label: str | None):
+def _config(config: Path | None, overrides: list[str] | None, label: str | None, preset: str | None = None,
+            auto: bool = False, say: bool = True):
+    """The resolved config. `auto`: zero-config commands (train, preprocess) pick a preset when none is named
+    and no --config is given (mmcli/presets.py), and say which in one line."""
     from mmcli.config import load_config
 
     sets = list(overrides or [])
     if label:
         sets.append(f"data.label={label}")
-    return load_config(config, sets)
+    if auto or preset:
+        from mmcli.presets import choose, describe
+
+        preset = choose(preset, config is not None)
+        if preset and say and os.environ.get("RANK", "0") == "0":
+            from mmcli.progress import info
+
+            info(describe(preset) + ("" if preset != "pretrained" else "; --preset fast for the scratch models"))
+    return load_config(config, sets, preset=preset)
 
 
 @app.command()
@@ -80,9 +94,10 @@ def preprocess(
     set_: SetOpt = None,
     label: LabelOpt = None,
     json_out: JsonOpt = False,
+    preset: PresetOpt = None,
 ) -> None:
     """Validate every row and build the cache (decoded images, token ids, labels); list bad rows."""
-    cfg = _config(config, set_, label)  # before the torch import below: config errors answer at once
+    cfg = _config(config, set_, label, preset, auto=True)  # before the torch import below: config errors answer at once
     from mmcli.preprocess import preprocess as run_preprocess
 
     summary = run_preprocess(csv, cfg, output)
@@ -112,16 +127,20 @@ def train(
     master_port: Annotated[int, typer.Option("--master-port", help="Free port on the rank-0 machine.")] = 29500,
     rdzv_endpoint: Annotated[str | None, typer.Option("--rdzv-endpoint", help="host:port of a c10d rendezvous "
                                                          "(instead of --master-addr/--node-rank).")] = None,
+    preset: PresetOpt = None,
 ) -> None:
-    """Train a model (zero-config: columns inferred) and write a run folder; runs/latest points at it."""
+    """Train a model (zero-config: columns inferred, pretrained encoders when installed) and write a run folder;
+    runs/latest points at it."""
     sets = list(set_ or []) + ([f"train.device={device}"] if device else []) + (
         [f"train.precision={precision}"] if precision else [])
-    cfg = _config(config, sets, label)  # before the torch import below: config errors answer at once
-    if nproc > 1 or nnodes != "1":
+    launching = nproc > 1 or nnodes != "1"
+    # before the torch import below: config errors answer at once
+    cfg = _config(config, sets, label, preset, auto=resume is None, say=not launching)
+    if launching:
         from mmcli.distributed import launch
 
         argv = ["train"] + ([str(csv)] if csv else []) + _pass_on(output=output, config=config, label=label,
-                                                                   resume=resume, cache_dir=cache_dir)
+                                                                   resume=resume, cache_dir=cache_dir, preset=preset)
         argv += [a for s in sets for a in ("--set", s)]
         launch(argv, nproc, nnodes, node_rank, master_addr, master_port, rdzv_endpoint)
         return

@@ -62,6 +62,8 @@ class ModelConfig:
     freeze: list[str] = opt([], "encoders to freeze: column names, encoder names, 'image', 'text' or 'pretrained'")
     unfreeze_last: int = opt(0, "keep the last N blocks trainable: of each frozen encoder, or (freeze empty) of each "
                              "pretrained encoder, the rest frozen")
+    unfreeze: dict[str, int] = opt({}, "per-encoder unfreeze_last, keyed like model.freeze (column, encoder name, "
+                                   "kind or 'pretrained'), e.g. {text: 3} with unfreeze_last 0")
     image_weights: str | None = opt(None, "local weights for resnet* (a state-dict file) or the hf image encoder "
                                     "(a Hugging Face model folder)")
     text_weights: str | None = opt(None, "local Hugging Face model folder for the hf text encoder")
@@ -87,7 +89,16 @@ class TrainConfig:
     grad_clip: float = opt(1.0, "clip the gradient norm to this value (0: off)")
     monitor: str = opt("val_accuracy", "validation metric for early stopping and the best checkpoint",
                        ("val_accuracy", "val_macro_f1", "val_loss"))
-    patience: int = opt(5, "stop after this many epochs without improvement (0: never stop early)")
+    patience: int = opt(5, "stop after this many epochs without improvement (0: never stop early); at least a "
+                        "quarter of train.epochs")
+    min_epochs: float = opt(0.5, "early stopping never stops before this share of train.epochs (while the learning "
+                            "rate is still high, a noisy validation metric dips and recovers)")
+    monitor_smoothing: float = opt(0.5, "the monitored metric is an exponential moving average with this weight on "
+                                   "the past (0: the raw epoch value); it picks the best checkpoint and drives "
+                                   "patience, so one lucky or unlucky epoch on a small validation split decides less")
+    refit: bool = opt(True, "after training, train again from scratch on the training and validation rows together "
+                      "for the best epoch count and keep that model (validation metrics stay those of the first "
+                      "model, which never saw them)")
     seed: int = opt(0, "random seed (splits, initialisation, shuffling, augmentation)")
     augment: bool = opt(True, "random crops and flips of training images")
     label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
@@ -212,6 +223,8 @@ def _validate(cfg: Config) -> None:
         ("train.lr", cfg.train.lr > 0, "must be positive"),
         ("train.warmup", 0.0 <= cfg.train.warmup < 1.0, "must be in [0, 1)"),
         ("train.modality_dropout", 0.0 <= cfg.train.modality_dropout < 1.0, "must be in [0, 1)"),
+        ("train.min_epochs", 0.0 <= cfg.train.min_epochs <= 1.0, "must be in [0, 1]"),
+        ("train.monitor_smoothing", 0.0 <= cfg.train.monitor_smoothing < 1.0, "must be in [0, 1)"),
     ]
     for key, ok, why in checks:
         if not ok:
@@ -234,11 +247,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (), base: dict | None = None) -> Config:
-    """Build the resolved config: defaults <- `base` (a saved run's config) <- YAML `path` <- `overrides`."""
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (), base: dict | None = None,
+                preset: str | None = None) -> Config:
+    """Build the resolved config: defaults <- `base` (a saved run's config) or `preset` (mmcli/presets.py) <- YAML
+    `path` <- `overrides`."""
     cfg = Config()
     if base:
         _merge(cfg, base)
+    elif preset:
+        from mmcli.presets import preset_values
+
+        _merge(cfg, preset_values(preset))
     if path is not None:
         path = Path(path)
         if not path.is_file():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import torch
@@ -89,15 +90,17 @@ def _precompute(model, cache, cfg: Config, device: str, tools: StepTools) -> lis
     return list(table)
 
 
-def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
-    """-> (model, ddp model or the same, train batches, val batches, optimiser, scheduler, step tools)."""
+def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None):
+    """-> (model, ddp model or the same, train batches, val batches, optimiser, scheduler, step tools).
+    `train_rows`: cache positions to train on (default: the train split)."""
     names = cache.meta["label_names"]
     # channels_last: conv backward runs ~25% faster on CPU in this layout (benchmarks/overhead.py)
     model = build_model(cfg, cache.inputs, len(names), _vocab(cache)).to(device, memory_format=torch.channels_last)
     specs = image_specs(model)
     tools = _tools(cfg, device, dinfo)
     frozen = _precompute(model, cache, cfg, device, tools)
-    tr = Batches(cache, cache.indices(0), cfg.train.batch_size, specs, shuffle=True, augment=cfg.train.augment,
+    train_rows = cache.indices(0) if train_rows is None else train_rows
+    tr = Batches(cache, train_rows, cfg.train.batch_size, specs, shuffle=True, augment=cfg.train.augment,
                  seed=cfg.train.seed, device=device, rank=dinfo.rank, world=dinfo.world, skip=set(frozen),
                  balanced=cfg.train.sampler == "weighted")
     model.multi_label = tools.multi_label = cache.multi_label
@@ -107,7 +110,6 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo):
     tools.separate_heads = (getattr(model.fusion, "separate_heads", False)
                             and len(frozen_inputs(model)) < len(model.names))
     if cfg.train.class_weights == "auto":
-        train_rows = cache.indices(0)
         weights = (pos_weights(cache.targets[train_rows]) if cache.multi_label
                    else class_weights(cache.labels[train_rows], len(names)))
         tools.class_weights = weights.to(device)
@@ -168,7 +170,8 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
     from rich.progress import TextColumn
 
     with StopFlag() as stop, make_progress(TextColumn("{task.fields[stats]}")) as progress:
-        for epoch in range(state.epoch + 1, cfg.train.epochs + 1):
+        # a resumed run whose epoch loop had ended (early stop) goes straight to the refit and the final scoring
+        for epoch in range(state.epoch + 1, cfg.train.epochs + 1) if not state.done else ():
             tr.set_epoch(epoch)
             task = progress.add_task(f"epoch {epoch}/{cfg.train.epochs}", total=len(tr), stats="")
             lr = opt.param_groups[-1]["lr"]
@@ -185,10 +188,19 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
                      f"{row['train_accuracy']:.3f}, {row['samples_per_s']:.0f} samples/s, {row['seconds']:.1f} s | "
                      + val_text)
             if _end_epoch(run, model, opt, sched, state, row, cfg, dinfo):
-                info(f"early stop: no {cfg.train.monitor} improvement for {cfg.train.patience} epochs")
+                info(f"early stop: no {cfg.train.monitor} improvement for {state.bad_epochs} epochs")
                 break
+        if not state.done:
+            state.done = True
+            if dinfo.main:
+                save_last(run, model, opt, sched, state)
+        refitted = None
+        if cfg.train.refit and len(cache.indices(1)) and state.best_epoch > 0:
+            from mmcli.refit import refit
+
+            refitted = refit(run, cfg, cache, device, dinfo, state.best_epoch, stop, progress)
     D.barrier(dinfo)
-    return finish(run, cfg, cache, model, state, device, tools) if dinfo.main else run
+    return finish(run, cfg, cache, model, state, device, tools, refitted) if dinfo.main else run
 
 
 def _num(x: float | None) -> str:
@@ -202,6 +214,8 @@ def _end_epoch(run: Path, model, opt, sched, state: LoopState, row: dict, cfg: C
     value = row.get(cfg.train.monitor)
     if value is None:  # no validation rows: the latest epoch counts as the best
         value = -row["train_loss"] if mode == "max" else row["train_loss"]
+    a = cfg.train.monitor_smoothing
+    state.smoothed = value = value if state.smoothed is None else a * state.smoothed + (1 - a) * value
     state.epoch = row["epoch"]
     state.history.append(row)
     improved = state.best is None or (value > state.best if mode == "max" else value < state.best)
@@ -214,7 +228,15 @@ def _end_epoch(run: Path, model, opt, sched, state: LoopState, row: dict, cfg: C
             save_weights(model, run / "model.safetensors")
         _write_history(run, state.history)
         save_last(run, model, opt, sched, state)
-    return cfg.train.patience > 0 and state.bad_epochs >= cfg.train.patience
+    return may_stop(cfg, state)
+
+
+def may_stop(cfg: Config, state: LoopState) -> bool:
+    """Early stopping: `patience` epochs (at least a quarter of the schedule) without improvement of the smoothed
+    metric, and never before `train.min_epochs` of the schedule."""
+    if cfg.train.patience <= 0 or state.epoch < cfg.train.min_epochs * cfg.train.epochs:
+        return False
+    return state.bad_epochs >= max(cfg.train.patience, math.ceil(cfg.train.epochs / 4))
 
 
 def _write_history(run: Path, history: list[dict]) -> None:
@@ -225,9 +247,12 @@ def _write_history(run: Path, history: list[dict]) -> None:
     atomic_write_text(run / "history.csv", buf.getvalue())
 
 
-def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str, tools: StepTools | None = None) -> Path:
+def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str, tools: StepTools | None = None,
+           refitted: tuple | None = None) -> Path:
     """Reload the best weights, fit late-fusion weights on val, score val (and test when the CSV has one), write
-    metrics.json + report.md. `tools.cached`: frozen encoders' embeddings, reused as in training."""
+    metrics.json + report.md. `tools.cached`: frozen encoders' embeddings, reused as in training. `refitted`:
+    (model, tools) trained on train + val (`train.refit`): it takes the late-fusion weights fitted on the selected
+    model and becomes the saved model; validation is scored with the selected model, which never saw those rows."""
     from mmcli.report import write_report
     from mmcli.runs import load_weights
 
@@ -244,10 +269,16 @@ def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str, 
     if weights is not None:  # part of the model from now on: saved with it, used by eval and predict
         save_weights(model, run / "model.safetensors")
         metrics["late_fusion_weights"] = dict(zip(model.fusion.names, (round(w, 4) for w in weights)))
-    outputs = {}
-    for split, code in (("val", 1), ("test", 2)):
-        if len(cache.indices(code)):
-            outputs[split] = predict_probs(model, batches(code), cached)
+    outputs = {"val": predict_probs(model, batches(1), cached)} if len(cache.indices(1)) else {}
+    if refitted is not None:
+        model, refit_tools = refitted
+        if weights is not None:
+            model.fusion.weights.copy_(torch.tensor(weights))
+        cached = refit_tools.cached
+        save_weights(model, run / "model.safetensors")
+        metrics["refit"] = {"epochs": state.best_epoch, "rows": int(len(cache.indices(0)) + len(cache.indices(1)))}
+    if len(cache.indices(2)):
+        outputs["test"] = predict_probs(model, batches(2), cached)
     thresholds = None
     if cache.multi_label:  # per-label thresholds tuned on validation, then applied everywhere (test, predict)
         from mmcli.multilabel import tune_thresholds

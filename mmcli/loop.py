@@ -33,6 +33,8 @@ class LoopState:
     best: float | None = None
     best_epoch: int = 0
     bad_epochs: int = 0
+    smoothed: float | None = None  # the monitored metric's moving average (train.monitor_smoothing)
+    done: bool = False  # the epoch loop has ended (all epochs or an early stop); a resume goes straight to the end
     partial: dict = field(default_factory=dict)  # running sums of the unfinished epoch
     history: list[dict] = field(default_factory=list)
 

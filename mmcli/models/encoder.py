@@ -132,6 +132,11 @@ def apply_finetuning(encoder: nn.Module, cfg: Any, column: str | None, encoder_n
         return
     names = list(model_opt(cfg, "freeze", []))
     last = int(model_opt(cfg, "unfreeze_last", 0))
+    # model.unfreeze {selector: N} overrides unfreeze_last for the encoders it selects (e.g. {text: 3}: fine-tune
+    # the text encoder's top 3 blocks while the image encoder stays fully frozen)
+    for selector, n in dict(model_opt(cfg, "unfreeze", {})).items():
+        if wants_freeze([selector], column, encoder_name, kind, encoder.pretrained):
+            last = int(n)
     if not names and last > 0:
         names = ["pretrained"]
     if wants_freeze(names, column, encoder_name, kind, encoder.pretrained):

@@ -33,7 +33,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sample_data"))
-from build import fetch_emoji, load_base_emoji  # noqa: E402
+from build import fetch_emoji, load_base_emoji
 
 PACKAGES = {"openmoji": "openmoji@17.0.0", "mdi": "@mdi/svg@7.4.47"}
 FRACTIONS = (("train", 0.55), ("val", 0.15), ("test", 0.30))

@@ -297,11 +297,15 @@ def _positional_inputs(rest: list[str], image: str | None, text: str | None) -> 
 
 @app.command("list")
 def list_components() -> None:
-    """List the registered image encoders, text encoders and fusions."""
+    """List the presets, the registered image encoders, text encoders and fusions."""
     from mmcli.models.fusion import FUSIONS
     from mmcli.models.image import IMAGE_ENCODERS
     from mmcli.models.text import TEXT_ENCODERS
+    from mmcli.presets import PRESETS
 
+    typer.echo("presets (--preset):")
+    for name, (_, doc) in PRESETS.items():
+        typer.echo(f"  {name:<16} {doc}")
     for reg in (IMAGE_ENCODERS, TEXT_ENCODERS, FUSIONS):
         typer.echo(f"{reg.kind}s:")
         for name in reg.names():
@@ -314,15 +318,16 @@ def show_config(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     keys: Annotated[bool, typer.Option("--keys", help="List every key with its default and help.")] = False,
+    preset: PresetOpt = None,
 ) -> None:
-    """Print the resolved config as YAML (defaults <- --config <- --set)."""
+    """Print the resolved config as YAML (defaults <- --preset <- --config <- --set)."""
     from mmcli.config import describe_keys, dump_config
 
     if keys:
         for key, default, help_text in describe_keys():
             typer.echo(f"{key:<26} {default:<14} {help_text}")
         return
-    typer.echo(dump_config(_config(config, set_, None)), nl=False)
+    typer.echo(dump_config(_config(config, set_, None, preset)), nl=False)
 
 
 def main() -> None:

@@ -24,10 +24,17 @@ _FROZEN = {
     "train": {"augment": False, "epochs": 30, "lr": 1e-3, "modality_dropout": 0.1},
 }
 
+_BEST = {
+    "data": _FROZEN["data"],
+    "model": {**_FROZEN["model"], "unfreeze": {"text": 3}},
+    "train": {**_FROZEN["train"], "pretrained_lr": 1e-4},
+}
+
 PRESETS: dict[str, tuple[dict, str]] = {
     "fast": ({}, "scratch models (small CNN + bag of words, 64 px): no pretrained weights, seconds per epoch"),
-    "pretrained": (_FROZEN, "EfficientNet-Lite0 + MiniLM, frozen, their embeddings computed once and cached; an "
-                            "MLP head over the concatenated embeddings"),
+    "pretrained": (_FROZEN, ("EfficientNet-Lite0 + MiniLM, frozen, their embeddings computed once and cached; an "
+                             "MLP head over the concatenated embeddings")),
+    "best": (_BEST, "the pretrained preset with the text encoder's top 3 blocks fine-tuned"),
 }
 
 

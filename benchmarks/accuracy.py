@@ -1,0 +1,148 @@
+"""Accuracy on several public image + text sets, beside a linear-probe baseline computed in the same run.
+
+For each set (benchmarks/datasets.py builds them offline: Noto emoji, OpenMoji, Material Design Icons, and a
+cross-style split trained on Noto and tested on OpenMoji's artwork), on the set's fixed train / val / test split:
+- the baseline: frozen EfficientNet-Lite0 + MiniLM features (the very tables mmcli caches), StandardScaler and a
+  scikit-learn LogisticRegression whose C is chosen on the val split, trained on the train split;
+- mmcli's recipes (RECIPES: the zero-config default, `--preset best`), each for image only, text only and both,
+  over several seeds; test accuracy and macro-F1 as mean ± standard deviation, and the median wall time of a
+  `train` call.
+The source images are 64 px, so every run caches them at 64 px (`data.image_size=64`); EfficientNet still sees 224 px
+(resized per batch), and the probe reads the same tables.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/accuracy.py | tee benchmarks/results/accuracy.log
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/accuracy.py --sets noto --recipes best --split val --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datasets import BUILDERS, build
+
+COMMON = ["data.image_size=64"]
+RECIPES = {  # name -> (preset, overrides)
+    "zero-config": ("pretrained", []),
+    "best": ("best", []),
+}
+MODALITIES = {"image": ["data.text_columns=[]"], "text": ["data.image_columns=[]"], "fused": []}
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def features(csv_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """-> ({"image": [N, 1280], "text": [N, 384]}, labels [N], split codes [N]) over the valid rows."""
+    from mmcli.config import load_config
+    from mmcli.fit import _vocab
+    from mmcli.frozen import frozen_embeddings
+    from mmcli.models.classifier import build_model, frozen_inputs
+    from mmcli.train import _prepare
+
+    cfg = load_config(None, COMMON, preset="pretrained")
+    _, cache, _ = _prepare(csv_path, cfg, None)
+    model = build_model(cfg, cache.inputs, len(cache.meta["label_names"]), _vocab(cache))
+    tables = frozen_embeddings(model, cache, frozen_inputs(model), 128, "cpu")
+    keep = cache.valid
+    return {k: v.numpy()[keep] for k, v in tables.items()}, cache.labels[keep], cache.split[keep]
+
+
+def probe(x: np.ndarray, y: np.ndarray, split: np.ndarray, report: str) -> dict:
+    """StandardScaler + LogisticRegression, C chosen on val, fitted on train -> {accuracy, macro_f1, C}."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import StandardScaler
+
+    tr, va, te = split == 0, split == 1, split == (2 if report == "test" else 1)
+    z = StandardScaler().fit(x[tr]).transform(x)
+
+    def fitted(c: float):
+        return LogisticRegression(C=c, max_iter=3000).fit(z[tr], y[tr])
+
+    best = max(C_GRID, key=lambda c: (fitted(c).score(z[va], y[va]), -c))
+    pred = fitted(best).predict(z[te])
+    return {"accuracy": float((pred == y[te]).mean()), "macro_f1": float(f1_score(y[te], pred, average="macro")),
+            "C": best}
+
+
+def run_mm(csv_path: Path, preset: str, overrides: list[str], seed: int, out: Path, report: str) -> dict:
+    from mmcli.config import load_config
+    from mmcli.train import train
+
+    cfg = load_config(None, COMMON + overrides + [f"train.seed={seed}"], preset=preset)
+    start = time.perf_counter()
+    run = train(csv_path, cfg, output=out)
+    wall = time.perf_counter() - start
+    m = json.loads((run / "metrics.json").read_text())
+    return {"accuracy": m[report]["accuracy"], "macro_f1": m[report]["macro_f1"], "wall": wall,
+            "epochs": f"{m['best_epoch']}/{m['epochs_run']}"}
+
+
+def _ms(values: list[float]) -> str:
+    return f"{statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def bench_set(name: str, args, tmp: Path) -> list[tuple]:
+    csv_path = build(name, args.data, args.src)
+    t = time.perf_counter()
+    feats, y, split = features(csv_path)
+    feat_s = time.perf_counter() - t
+    x = {"image": feats["image"], "text": feats["text"], "fused": np.hstack([feats["image"], feats["text"]])}
+    rows = []
+    for mod in args.modalities:
+        p = probe(x[mod], y, split, args.split)
+        rows.append((name, "probe (LogReg, C on val)", mod, [p["accuracy"]], [p["macro_f1"]], 0.0, f"C={p['C']}"))
+    counts = [int((split == s).sum()) for s in (0, 1, 2)]
+    print(f"{name}: {counts[0]} train / {counts[1]} val / {counts[2]} test rows, {len(set(y))} labels; frozen "
+          f"features {feat_s:.0f} s (cached after the first run)", file=sys.stderr, flush=True)
+    for recipe in args.recipes:
+        preset, extra = RECIPES[recipe]
+        for mod in args.modalities:
+            res = []
+            for seed in args.seeds:
+                out = tmp / "runs" / f"{name}-{recipe}-{mod}-{seed}"
+                res.append(run_mm(csv_path, preset, extra + MODALITIES[mod] + args.sets, seed, out, args.split))
+                print(f"  {recipe} {mod} seed {seed}: acc {res[-1]['accuracy']:.4f} f1 {res[-1]['macro_f1']:.4f} "
+                      f"{res[-1]['wall']:.1f} s epochs {res[-1]['epochs']}", file=sys.stderr, flush=True)
+            rows.append((name, recipe, mod, [r["accuracy"] for r in res], [r["macro_f1"] for r in res],
+                         statistics.median(r["wall"] for r in res), " ".join(r["epochs"] for r in res)))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", dest="names", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--modalities", nargs="+", default=list(MODALITIES), choices=list(MODALITIES))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--split", choices=("test", "val"), default="test", help="split to report (val: choose recipes)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="extra override for every mm run")
+    ap.add_argument("--data", type=Path, default=Path("/tmp/mm-sets"), help="built sets (reused)")
+    ap.add_argument("--src", type=Path, default=Path("/tmp/mm-src"), help="npm download / extract folder")
+    ap.add_argument("--keep-cache", type=Path, help="cache folder to keep between runs (default: a scratch one)")
+    args = ap.parse_args()
+    os.environ.setdefault("MM_QUIET", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import tempfile
+
+    start, load = time.perf_counter(), os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="mm-accuracy-") as tmp:
+        os.environ["MM_CACHE_DIR"] = str(args.keep_cache or Path(tmp) / "cache")
+        rows = [r for name in args.names for r in bench_set(name, args, Path(tmp))]
+    print(f"# accuracy benchmark: {args.split} split, seeds {args.seeds}, {os.cpu_count()} CPU cores, load average "
+          f"{load:.1f} before / {os.getloadavg()[0]:.1f} after, {(time.perf_counter() - start) / 60:.1f} min\n")
+    print(f"| set | model | input | {args.split} accuracy | macro-F1 | train wall s | best/run epochs |")
+    print("|---|---|---|---|---|---|---|")
+    for name, model, mod, acc, f1, wall, note in rows:
+        print(f"| {name} | {model} | {mod} | {_ms(acc)} | {_ms(f1)} | {wall:.1f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

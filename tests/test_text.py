@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tokenizers import Tokenizer
 from helpers import CLASSES, SHARED_WORDS, WORDS
+from tokenizers import Tokenizer
 
 from mmcli.text import encode, fingerprint, load_tokenizer, train_tokenizer
 

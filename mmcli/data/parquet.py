@@ -113,7 +113,9 @@ def read_parquet(path: Path) -> Table:
 
 
 def _short(exc: BaseException) -> str:
-    return str(exc).split("\n")[0][:200] or type(exc).__name__
+    # Arrow quotes the raw bytes it choked on; keep the reason one printable line
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(exc).split("\n")[0][:200])
+    return text or type(exc).__name__
 
 
 def _add_batch(batch, header: list[str], images: dict[str, bool], rows: list, problems: dict, hashers: dict,

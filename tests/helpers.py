@@ -121,8 +121,9 @@ def corrupt_row_group(path: Path, group: int) -> None:
 
     rg = pq.ParquetFile(path).metadata.row_group(group)
     first, last = rg.column(0), rg.column(rg.num_columns - 1)
+    # a chunk's compressed size counts from its dictionary page, when it has one
     start = first.dictionary_page_offset or first.data_page_offset
-    end = last.data_page_offset + last.total_compressed_size
+    end = (last.dictionary_page_offset or last.data_page_offset) + last.total_compressed_size
     raw = bytearray(path.read_bytes())
     raw[start:end] = b"\xff" * (end - start)
     path.write_bytes(bytes(raw))

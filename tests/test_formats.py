@@ -7,8 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import (TINY, make_dataset, make_image_tree, read_csv, write_csv, write_jsonl, write_parquet,
-                     write_png)
+from helpers import TINY, make_dataset, make_image_tree, read_csv, write_csv, write_jsonl, write_parquet, write_png
 from typer.testing import CliRunner
 
 from mmcli.cli import app

@@ -133,7 +133,7 @@ def _kind(value: Any) -> str:
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    return {str: "text", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+    return {str: "text", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def cell_text(value: Any) -> str:
@@ -170,7 +170,8 @@ def _table(path: Path, records: list, numbers: list[int], problems: dict[int, li
         if isinstance(rec, dict):
             header.update(dict.fromkeys(str(k).strip() for k in rec))
     if not header:
-        raise DataError(f"{path}: no record is a JSON object with named fields ({{\"image\": ..., \"label\": ...}})")
+        raise DataError(f"{path}: no record is a JSON object with named fields ({{\"image\": ..., \"label\": ...}}); "
+                        "if it is a CSV, name it .csv or pass --format csv")
     kinds = _column_kinds(records, list(header))
     rows = []
     for i, rec in enumerate(records):

@@ -17,7 +17,8 @@ import typer
 
 app = typer.Typer(
     name="mm",
-    help="Train, evaluate and serve multimodal (image + text) classifiers from a CSV manifest.",
+    help="Train, evaluate and serve multimodal (image + text) classifiers from a manifest (CSV, TSV, JSONL, JSON, "
+    "Parquet) or a class-per-folder image tree.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

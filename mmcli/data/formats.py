@@ -86,34 +86,40 @@ def read_source(path: str | Path, fmt: str | None = None) -> Table:
         raw = path.read_bytes()
         header, rows, numbers = read_csv(path, raw, "\t" if kind == "tsv" else None)
         return Table(header, rows, numbers, kind, hashlib.sha256(raw).hexdigest())
-    raw = path.read_bytes()
-    records, numbers, problems = _jsonl_records(raw, path) if kind == "jsonl" else _json_records(raw, path)
-    return _table(path, records, numbers, problems, kind, hashlib.sha256(raw).hexdigest())
+    if kind == "jsonl":
+        records, numbers, problems, digest = _jsonl_records(path)
+        return _table(path, records, numbers, problems, kind, digest)
+    raw = path.read_bytes()  # a JSON list can only be parsed whole; JSON Lines (above) streams line by line
+    return _table(path, _json_records(raw, path), None, {}, kind, hashlib.sha256(raw).hexdigest())
 
 
-def _jsonl_records(raw: bytes, path: Path) -> tuple[list, list[int], dict[int, list[tuple[str, str]]]]:
-    """JSON Lines -> (records, line numbers, problems). A line that is not JSON stays a row, with its reason."""
+def _jsonl_records(path: Path) -> tuple[list, list[int], dict[int, list[tuple[str, str]]], str]:
+    """JSON Lines, a line at a time -> (records, line numbers, problems, sha256 of the file). A line that is not
+    JSON stays a row, with its reason."""
     records, numbers, problems = [], [], {}
-    for line_no, line in enumerate(raw.split(b"\n"), start=1):
-        if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
-            line = line[3:]  # a UTF-8 byte-order mark from Windows editors
-        if not line.strip():
-            continue  # blank lines carry no row, as in a CSV
-        try:
-            records.append(json.loads(line))
-        except UnicodeDecodeError:
-            problems[len(records)] = [("*", "line is not UTF-8 text")]
-            records.append({})
-        except ValueError as exc:
-            problems[len(records)] = [("*", f"line is not valid JSON ({exc.msg} at column {exc.colno})")]
-            records.append({})
-        numbers.append(line_no)
-    return records, numbers, problems
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            digest.update(line)
+            if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]  # a UTF-8 byte-order mark from Windows editors
+            if not line.strip():
+                continue  # blank lines carry no row, as in a CSV
+            try:
+                records.append(json.loads(line))
+            except UnicodeDecodeError:
+                problems[len(records)] = [("*", "line is not UTF-8 text")]
+                records.append({})
+            except ValueError as exc:
+                problems[len(records)] = [("*", f"line is not valid JSON ({exc.msg} at column {exc.colno})")]
+                records.append({})
+            numbers.append(line_no)
+    return records, numbers, problems, digest.hexdigest()
 
 
-def _json_records(raw: bytes, path: Path) -> tuple[list, list[int], dict[int, list[tuple[str, str]]]]:
-    """A JSON list of records -> (records, record indices, no problems). One bad byte makes the whole file
-    unreadable, so that is a file-level error naming the line."""
+def _json_records(raw: bytes, path: Path) -> list:
+    """A JSON list of records -> the records. One bad byte makes the whole file unreadable, so that is a file-level
+    error naming the line."""
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -123,7 +129,7 @@ def _json_records(raw: bytes, path: Path) -> tuple[list, list[int], dict[int, li
     if not isinstance(data, list):
         raise DataError(f"{path}: a JSON manifest is a list of records ([{{...}}, {{...}}]), found a JSON "
                         f"{_kind(data)}; for one record per line name the file .jsonl")
-    return data, list(range(len(data))), {}
+    return data
 
 
 def _kind(value: Any) -> str:
@@ -159,10 +165,11 @@ def value_problem(value: Any) -> str | None:
     return None
 
 
-def _table(path: Path, records: list, numbers: list[int], problems: dict[int, list[tuple[str, str]]], kind: str,
-           digest: str) -> Table:
-    """Records -> Table: header = keys in first-seen order; a record that is not an object, a nested value or a
-    value whose type differs from the rest of its column is a problem of its row."""
+def _table(path: Path, records: list, numbers: list[int] | None, problems: dict[int, list[tuple[str, str]]],
+           kind: str, digest: str) -> Table:
+    """Records -> Table (`numbers` None: record indices from 0). Header = keys in first-seen order; a record that
+    is not an object, a nested value or a value whose type differs from the rest of its column is a problem of its
+    row."""
     if not records:
         raise DataError(f"{path}: no records; a {kind.upper()} manifest needs at least one record")
     header: dict[str, None] = {}
@@ -186,7 +193,7 @@ def _table(path: Path, records: list, numbers: list[int], problems: dict[int, li
             if why:
                 problems.setdefault(i, []).append((col, f"{col} {why}"))
         rows.append({h: cell_text(rec.get(h)) if value_problem(rec.get(h)) is None else "" for h in header})
-    return Table(list(header), rows, numbers, kind, digest, problems)
+    return Table(list(header), rows, list(range(len(rows))) if numbers is None else numbers, kind, digest, problems)
 
 
 def _column_kinds(records: list, header: list[str]) -> dict[str, str]:

@@ -16,11 +16,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from preprocess import make_images  # noqa: E402 - the same generated pictures as the CSV benchmark
+from preprocess import make_images  # the same generated pictures as the CSV benchmark
 
 GROUP = 1000
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers import CLASSES, SHARED_WORDS, WORDS
 from tokenizers import Tokenizer
+from helpers import CLASSES, SHARED_WORDS, WORDS
 
 from mmcli.text import encode, fingerprint, load_tokenizer, train_tokenizer
 

@@ -93,7 +93,8 @@ def prepare_csv(loaded: LoadedRun, csv: Path, need_label: bool, cache_dir: Path 
         man.split_column = None
     cache, bad, _ = build_cache(man, loaded.cfg, cache_dir, tokenizer=loaded.tokenizer, label_names=loaded.labels)
     if enforce_bad_share:
-        check_bad_share(bad, len(man.rows), loaded.cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
+        check_bad_share(bad, len(man.rows), loaded.cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv",
+                        cache.meta.get("row_label", "row"))
     elif bad:
         from mmcli.progress import warn
 

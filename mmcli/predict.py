@@ -105,7 +105,8 @@ def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: 
     out = Path(out) if out else csv_path.with_name(f"{csv_path.stem}.predictions.csv")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["row", "prediction", "probability"] + [f"p_{n}" for n in loaded.labels] + ["error"])
+    label = cache.meta.get("row_label", "row")  # row (CSV), line (JSONL) or record (JSON, Parquet)
+    writer.writerow([label, "prediction", "probability"] + [f"p_{n}" for n in loaded.labels] + ["error"])
     for pos in range(len(cache.rows)):
         row_no = int(cache.rows[pos])
         p = by_pos.get(pos)

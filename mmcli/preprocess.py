@@ -27,7 +27,7 @@ def preprocess(csv_path: Path, cfg: Config, out_dir: Path | None = None, write_m
         "bad_rows": len(bad),
         "bad_rows_csv": str(cache.dir / "bad_rows.csv"),
         "format": man.format,
-        "row_numbers": cache.meta["row_numbers"],
+        "row_numbers": cache.meta.get("row_numbers", ""),
         "inputs": cache.inputs,
         "label_column": man.label_column,
         "labels": cache.meta["label_names"],
@@ -40,8 +40,9 @@ def preprocess(csv_path: Path, cfg: Config, out_dir: Path | None = None, write_m
     if bad:
         info(f"  row numbers below: {summary['row_numbers']}")
     for b in bad[:10]:
-        info(f"  bad row {b.row} [{b.column}]: {b.reason}")
+        info(f"  bad {cache.meta.get('row_label', 'row')} {b.row} [{b.column}]: {b.reason}")
     if len(bad) > 10:
         info(f"  ... {len(bad) - 10} more in {summary['bad_rows_csv']}")
-    check_bad_share(bad, len(man.rows), cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
+    check_bad_share(bad, len(man.rows), cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv",
+                    cache.meta.get("row_label", "row"))
     return summary

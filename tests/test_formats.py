@@ -165,8 +165,8 @@ def test_hateful_memes_jsonl_trains_as_its_csv_does(tmp_path):
     pred_c = mm("predict", tmp_path / "a", csv, "-o", tmp_path / "pc.csv")
     assert pred_j.exit_code == 0 and pred_c.exit_code == 0, pred_j.output + pred_c.output
     by_json, by_csv = read_csv(tmp_path / "pj.csv"), read_csv(tmp_path / "pc.csv")
-    assert [r["row"] for r in by_json] == [str(i) for i in range(1, 25)]  # JSONL lines
-    assert [{k: v for k, v in r.items() if k != "row"} for r in by_json] == \
+    assert [r["line"] for r in by_json] == [str(i) for i in range(1, 25)]  # JSONL lines
+    assert [{k: v for k, v in r.items() if k != "line"} for r in by_json] == \
         [{k: v for k, v in r.items() if k != "row"} for r in by_csv]
 
 
@@ -210,5 +210,5 @@ def test_predict_reads_parquet_as_the_csv(tmp_path):
     assert mm("predict", run, pq_path, "-o", tmp_path / "pq.csv").exit_code == 0
     assert mm("predict", run, csv, "-o", tmp_path / "csv.csv").exit_code == 0
     by_pq, by_csv = read_csv(tmp_path / "pq.csv"), read_csv(tmp_path / "csv.csv")
-    assert [r["row"] for r in by_pq] == [str(i) for i in range(30)]  # record indices
+    assert [r["record"] for r in by_pq] == [str(i) for i in range(30)]  # record indices
     assert [r["p_red"] for r in by_pq] == [r["p_red"] for r in by_csv] and all(r["prediction"] for r in by_pq)

@@ -39,9 +39,13 @@ def assert_clean_failure(result, code: int, *needles: str) -> None:
 
 
 def run_preprocess(path, out, *sets):
+    """-> (summary, cache, {row number: bad_rows.csv row}); the first column is named by what it counts."""
     cfg = load_config(None, ["data.image_size=16", "data.max_bad_fraction=0.9", *sets])
     summary = preprocess(path, cfg, out)
-    return summary, Cache.load(out), {int(r["row"]): r for r in read_csv(out / "bad_rows.csv")}
+    listed = read_csv(out / "bad_rows.csv")
+    label = (out / "bad_rows.csv").read_text().split(",")[0]
+    assert label == {"jsonl": "line", "json": "record", "parquet": "record"}.get(summary["format"], "row")
+    return summary, Cache.load(out), {int(r[label]): r for r in listed}
 
 
 def test_jsonl_bad_lines_are_bad_rows_numbered_by_line(tmp_path):
@@ -106,7 +110,7 @@ def test_unreadable_row_group_marks_its_records_and_keeps_the_rest(tmp_path):
                for b in bad.values())
     assert cache.images["image"][:10].any(axis=(1, 2, 3)).all() and cache.images["image"][20:].any(axis=(1, 2, 3)).all()
     result = mm("preprocess", path, "-o", tmp_path / "c2", "--set", "data.image_size=16")
-    assert_clean_failure(result, 1, "10 of 30 rows are bad", "row 10 [*]: row group 1")
+    assert_clean_failure(result, 1, "10 of 30 rows are bad", "record 10 [*]: row group 1")
 
 
 def test_stored_bytes_get_the_checks_files_get(tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcli.data.formats import ROW_MEANING
+from mmcli.data.formats import ROW_LABEL, ROW_MEANING
 from mmcli.data.images import decode_column
 from mmcli.data.manifest import Manifest
 from mmcli.data.validate import BadRow, assign_splits, check_rows, write_bad_rows
@@ -181,11 +181,11 @@ def build_cache(man: Manifest, cfg, out_dir: Path | None = None, tokenizer=None,
     if tokenizer is not None:
         atomic_write_text(d / "tokenizer.json", tokenizer.to_str())
     bad_list = [bad[i] for i in sorted(bad)]
-    write_bad_rows(d / "bad_rows.csv", bad_list)
+    write_bad_rows(d / "bad_rows.csv", bad_list, ROW_LABEL[man.format])
     meta = {
         "version": CACHE_VERSION, "fingerprint": fp, "image_fingerprints": image_fps,
         "image_problems": image_problems, "manifest": str(man.path.resolve()), "format": man.format,
-        "row_numbers": ROW_MEANING[man.format],
+        "row_numbers": ROW_MEANING[man.format], "row_label": ROW_LABEL[man.format],
         "inputs": [{"name": c, "kind": "image"} for c in man.image_columns]
         + [{"name": c, "kind": "text"} for c in man.text_columns],
         "label_column": man.label_column, "label_names": names, "multi_label": multi, "image_size": dc.image_size,
@@ -219,10 +219,11 @@ def _label_arrays(man: Manifest, valid: np.ndarray, dc, label_names: list[str] |
     return names, labels, None, False
 
 
-def check_bad_share(bad: list, total: int, max_share: float, report: Path) -> None:
-    """Raise DataError (exit 1) when more than `max_share` of the rows are bad."""
+def check_bad_share(bad: list, total: int, max_share: float, report: Path, label: str = "row") -> None:
+    """Raise DataError (exit 1) when more than `max_share` of the rows are bad; `label` words the row numbers
+    (row, line or record, as formats.ROW_LABEL)."""
     if total and len(bad) / total > max_share:
-        first = "; ".join(f"row {b.row} [{b.column}]: {b.reason}" for b in bad[:3])
+        first = "; ".join(f"{label} {b.row} [{b.column}]: {b.reason}" for b in bad[:3])
         raise DataError(
             f"{len(bad)} of {total} rows are bad ({len(bad) / total:.1%} > data.max_bad_fraction="
             f"{max_share:.1%}); see {report}. First: {first}"

@@ -32,6 +32,10 @@ ROW_MEANING = {
 }
 
 
+# the first column of bad_rows.csv and predictions CSVs: the word for what the number counts
+ROW_LABEL = {"csv": "row", "tsv": "row", "folder": "row", "jsonl": "line", "json": "record", "parquet": "record"}
+
+
 @dataclass
 class Table:
     """Records of one source as string cells (missing values are ""), plus what a reader learnt on the way.

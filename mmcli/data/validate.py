@@ -86,11 +86,12 @@ def assign_splits(man: Manifest, valid: np.ndarray, labels: np.ndarray, val_frac
     return split
 
 
-def write_bad_rows(path: Path, bad: list[BadRow]) -> None:
-    """bad_rows.csv with columns row, column, reason (always written, header only when all rows are fine)."""
+def write_bad_rows(path: Path, bad: list[BadRow], label: str = "row") -> None:
+    """bad_rows.csv with columns row, column, reason (always written, header only when all rows are fine). `label`
+    names the first column by what it counts: row (CSV), line (JSONL) or record (JSON, Parquet)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["row", "column", "reason"])
+    writer.writerow([label, "column", "reason"])
     for b in bad:
         writer.writerow([b.row, b.column, b.reason])
     atomic_write_text(path, buf.getvalue())

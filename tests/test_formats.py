@@ -83,6 +83,21 @@ def test_each_format_caches_what_the_csv_caches(tmp_path, kind):
     assert got.meta["format"] == kind.split("-")[0] and "row_numbers" in got.meta
 
 
+def test_parquet_row_groups_shared_among_decode_workers(tmp_path):
+    csv = make_dataset(tmp_path / "d", n=30)
+    rows = read_csv(csv)
+    rows[9]["image"] = "images/missing.png"  # stored bytes of nothing: the path-only fallback reports the file
+    write_csv(csv, list(rows[0]), [list(r.values()) for r in rows])
+    images = [{"bytes": None if k == 9 else (csv.parent / r["image"]).read_bytes(), "path": r["image"]}
+              for k, r in enumerate(rows)]
+    pq_path = write_parquet(tmp_path / "d" / "w.parquet", {"image": images, "text": [r["text"] for r in rows],
+                                                           "label": [r["label"] for r in rows]}, row_group_size=7)
+    expected = cache_of(csv, tmp_path / "c-csv")
+    got = cache_of(pq_path, tmp_path / "c-pq", "data.workers=2")
+    assert_same_cache(expected, got)
+    assert [b["row"] for b in got.meta["bad_rows"]] == [9] and "file not found" in got.meta["bad_rows"][0]["reason"]
+
+
 def test_preprocess_summary_says_what_row_numbers_mean(tmp_path):
     csv = make_dataset(tmp_path / "d", n=12)
     jsonl = _as_jsonl(csv, read_csv(csv))

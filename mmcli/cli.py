@@ -17,7 +17,8 @@ import typer
 
 app = typer.Typer(
     name="mm",
-    help="Train, evaluate and serve multimodal (image + text) classifiers from a CSV manifest.",
+    help="Train, evaluate and serve multimodal (image + text) classifiers from a manifest (CSV, TSV, JSONL, JSON, "
+    "Parquet) or a class-per-folder image tree.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -35,6 +36,10 @@ SetOpt = Annotated[
 LabelOpt = Annotated[str | None, typer.Option("--label", help="Name of the label column (default: label).")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder (default: ~/.cache/mmcli/...).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+FormatOpt = Annotated[str | None, typer.Option("--format", help="How to read the data: csv, tsv, jsonl, json, "
+                                               "parquet or folder (default: by extension; a folder is a "
+                                               "class-per-folder image tree).")]
+DataArg = "Manifest: CSV, TSV, JSONL, JSON (a list of records) or Parquet, or a folder with one sub-folder per class."
 
 
 def handle_errors(fn: Callable) -> Callable:
@@ -66,14 +71,16 @@ def handle_errors(fn: Callable) -> Callable:
 
 
 def _config(config: Path | None, overrides: list[str] | None, label: str | None, preset: str | None = None,
-            auto: bool = False, say: bool = True):
+            auto: bool = False, say: bool = True, fmt: str | None = None):
     """The resolved config. `auto`: zero-config commands (train, preprocess) pick a preset when none is named
-    and no --config is given (mmcli/presets.py), and say which in one line."""
+    and no --config is given (mmcli/presets.py), and say which in one line. `fmt`: the manifest's format."""
     from mmcli.config import load_config
 
     sets = list(overrides or [])
     if label:
         sets.append(f"data.label={label}")
+    if fmt:
+        sets.append(f"data.format={fmt}")
     if auto or preset:
         from mmcli.presets import choose, describe
 
@@ -88,19 +95,23 @@ def _config(config: Path | None, overrides: list[str] | None, label: str | None,
 @app.command()
 @handle_errors
 def preprocess(
-    csv: Annotated[Path, typer.Argument(help="CSV manifest with a header (image paths, texts, label).")],
+    csv: Annotated[Path, typer.Argument(help=DataArg)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Cache folder to write.")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     label: LabelOpt = None,
+    fmt: FormatOpt = None,
+    write_manifest: Annotated[Path | None, typer.Option("--write-manifest", help="Also write the rows as read "
+                                                        "(e.g. inferred from a folder tree) to this CSV.")] = None,
     json_out: JsonOpt = False,
     preset: PresetOpt = None,
 ) -> None:
     """Validate every row and build the cache (decoded images, token ids, labels); list bad rows."""
-    cfg = _config(config, set_, label, preset, auto=True)  # before the torch import below: config errors answer at once
+    # before the torch import below: config errors answer at once
+    cfg = _config(config, set_, label, preset, auto=True, fmt=fmt)
     from mmcli.preprocess import preprocess as run_preprocess
 
-    summary = run_preprocess(csv, cfg, output)
+    summary = run_preprocess(csv, cfg, output, write_manifest)
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
 
@@ -108,11 +119,12 @@ def preprocess(
 @app.command()
 @handle_errors
 def train(
-    csv: Annotated[Path | None, typer.Argument(help="CSV manifest (optional with --resume).")] = None,
+    csv: Annotated[Path | None, typer.Argument(help=DataArg + " Optional with --resume.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (default runs/<time>).")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     label: LabelOpt = None,
+    fmt: FormatOpt = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run folder.")] = None,
     cache_dir: CacheOpt = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps "
@@ -135,12 +147,13 @@ def train(
         [f"train.precision={precision}"] if precision else [])
     launching = nproc > 1 or nnodes != "1"
     # before the torch import below: config errors answer at once
-    cfg = _config(config, sets, label, preset, auto=resume is None, say=not launching)
+    cfg = _config(config, sets, label, preset, auto=resume is None, say=not launching, fmt=fmt)
     if launching:
         from mmcli.distributed import launch
 
         argv = ["train"] + ([str(csv)] if csv else []) + _pass_on(output=output, config=config, label=label,
-                                                                   resume=resume, cache_dir=cache_dir, preset=preset)
+                                                                   format=fmt, resume=resume, cache_dir=cache_dir,
+                                                                   preset=preset)
         argv += [a for s in sets for a in ("--set", s)]
         launch(argv, nproc, nnodes, node_rank, master_addr, master_port, rdzv_endpoint)
         return
@@ -164,7 +177,7 @@ def _pass_on(**options) -> list[str]:
 @handle_errors
 def eval_(
     run: Annotated[Path, typer.Argument(help="Run folder, e.g. runs/latest.")],
-    csv: Annotated[Path, typer.Argument(help="CSV manifest with labels to score.")],
+    csv: Annotated[Path, typer.Argument(help=DataArg + " With labels to score.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Folder for metrics.json + report.md "
                                                    "(default: the run folder).")] = None,
     split: Annotated[str | None, typer.Option("--split", help="Score only rows of this split (train/val/test).")]
@@ -174,6 +187,7 @@ def eval_(
     fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help="METRIC=THRESHOLD: exit 1 when the "
                                                             "metric is below it, e.g. accuracy=0.9 (repeatable).")]
     = None,
+    fmt: FormatOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Score a trained run on a labelled CSV: metrics.json, report.md with plots, and a table
@@ -184,7 +198,8 @@ def eval_(
     from mmcli.runs import resolve_run
 
     gates = parse_gates(fail_under)
-    metrics = evaluate_run(resolve_run(run), csv, split=split, out_dir=output, ablate=ablate, gates=gates)
+    metrics = evaluate_run(resolve_run(run), csv, split=split, out_dir=output, ablate=ablate, gates=gates,
+                           fmt=fmt or "auto")
     if json_out:
         typer.echo(json.dumps(metrics, indent=2))
     else:
@@ -224,7 +239,8 @@ def _split_predict_args(args: list[str]) -> tuple[Path | None, list[str]]:
 @app.command()
 @handle_errors
 def predict(
-    args: Annotated[list[str] | None, typer.Argument(help="[RUN] IMAGE TEXT, or [RUN] data.csv for a batch.")]
+    args: Annotated[list[str] | None, typer.Argument(help="[RUN] IMAGE TEXT, or [RUN] DATA for a batch (a CSV, TSV, "
+                                                     "JSONL, JSON or Parquet manifest, or an image folder tree).")]
     = None,
     image: Annotated[str | None, typer.Option("--image", help="Image path (instead of a positional one).")] = None,
     text: Annotated[str | None, typer.Option("--text", help="Text (instead of a positional one).")] = None,
@@ -233,6 +249,7 @@ def predict(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Batch mode: predictions CSV to write.")]
     = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many labels to show.")] = 5,
+    fmt: FormatOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Top-k labels with probabilities for one input, or a predictions CSV for a whole manifest."""
@@ -242,12 +259,12 @@ def predict(
 
     run_arg, rest = _split_predict_args(list(args or []))
     run = resolve_run(run_arg)
-    if len(rest) == 1 and rest[0].lower().endswith((".csv", ".tsv")):
-        if not Path(rest[0]).is_file():  # else the path itself would be "predicted" as a text
+    if len(rest) == 1 and (fmt or Path(rest[0]).is_dir() or rest[0].lower().endswith(_data_extensions())):
+        if not Path(rest[0]).exists():  # else the path itself would be "predicted" as a text
             from mmcli.errors import DataError
 
-            raise DataError(f"batch CSV not found: {rest[0]}")
-        out = predict_csv(run, Path(rest[0]), output)
+            raise DataError(f"batch manifest not found: {rest[0]}")
+        out = predict_csv(run, Path(rest[0]), output, fmt=fmt or "auto")
         typer.echo(json.dumps({"predictions": str(out)}) if json_out else str(out))
         return
     image, text = _positional_inputs(rest, image, text)
@@ -269,6 +286,12 @@ def predict(
         table.add_row(p["label"], f"{p['probability']:.4f}")
     console.print(table)
     typer.echo(top[0]["label"])
+
+
+def _data_extensions() -> tuple[str, ...]:
+    from mmcli.data.formats import EXTENSIONS
+
+    return tuple(EXTENSIONS)
 
 
 def _parse_pair(text: str) -> tuple[str, str]:

@@ -29,6 +29,9 @@ def opt(default: Any, help: str, choices: tuple | None = None, **kw: Any) -> Any
 
 @dataclass
 class DataConfig:
+    format: str = opt("auto", "how to read the data: auto (by extension; a folder is a class-per-folder image tree), "
+                      "csv, tsv, jsonl, json, parquet or folder",
+                      ("auto", "csv", "tsv", "jsonl", "json", "parquet", "folder"))
     label: str = opt("label", "label column name")
     image_columns: list[str] | None = opt(None, "image columns (paths); inferred when null")
     text_columns: list[str] | None = opt(None, "text columns; inferred when null (the other string columns)")

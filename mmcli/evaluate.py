@@ -53,13 +53,15 @@ def _scored_rows(cache, csv: Path, split: str | None) -> tuple[np.ndarray, int, 
 
 
 def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int | None = None,
-                 out_dir: Path | None = None, ablate: bool = False, gates: dict[str, float] | None = None) -> dict:
+                 out_dir: Path | None = None, ablate: bool = False, gates: dict[str, float] | None = None,
+                 fmt: str = "auto") -> dict:
     """Score the run's best model on every valid row of `csv` (or one split of it); write metrics.json, report.md
     and plots into `out_dir` (default: the run folder). Rows whose label the model never saw are counted and
     listed, not scored.
 
     `ablate`: also score with each modality hidden (adds the `ablation` key). `gates`: {metric: threshold} to
-    check (adds the `gates` key; the caller decides what a failure means). Keys: docs/eval-json.md.
+    check (adds the `gates` key; the caller decides what a failure means). `fmt`: how to read `csv` (see
+    mmcli/data/formats.py; "auto" by extension). Keys: docs/eval-json.md.
     """
     from mmcli.data.dataset import Batches, image_specs
     from mmcli.errors import DataError
@@ -68,7 +70,7 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
     from mmcli.report import misclassified_examples
 
     loaded = load_run(run)
-    cache, bad = prepare_csv(loaded, csv, need_label=True)
+    cache, bad = prepare_csv(loaded, csv, need_label=True, fmt=fmt)
     idx, n_unseen, unseen = _scored_rows(cache, csv, split)
     if len(idx) == 0:
         raise DataError(f"{csv}: no rows left to evaluate (bad rows: {len(bad)}, unseen labels: {n_unseen})")
@@ -161,6 +163,6 @@ def _raw_labels(cache, csv: Path, positions: np.ndarray) -> list[str]:
 
     if len(positions) == 0:
         return []
-    _, rows, _ = read_table(csv)
+    _, rows, _ = read_table(csv, cache.meta.get("format"))
     col = cache.meta["label_column"]
     return [rows[int(i)][col] for i in positions]

@@ -78,21 +78,23 @@ def load_run(run: Path, device: str | None = None) -> LoadedRun:
 
 
 def prepare_csv(loaded: LoadedRun, csv: Path, need_label: bool, cache_dir: Path | None = None,
-                enforce_bad_share: bool = True):
-    """Validate and cache `csv` with the run's columns, tokenizer and classes. -> (Cache, bad rows).
+                enforce_bad_share: bool = True, fmt: str = "auto"):
+    """Validate and cache `csv` (any supported format: `fmt`, or "auto" by extension; never the training data's
+    format) with the run's columns, tokenizer and classes. -> (Cache, bad rows).
 
     `enforce_bad_share`: fail past data.max_bad_fraction (evaluation); prediction keeps going and reports each
     bad row in its output instead."""
     from mmcli.data.cache import build_cache, check_bad_share
     from mmcli.data.manifest import read_manifest
 
-    man = read_manifest(csv, loaded.cfg.data, need_label=need_label)
+    man = read_manifest(csv, loaded.cfg.data, need_label=need_label, fmt=fmt)
     if not need_label:
         man.label_column = None
         man.split_column = None
     cache, bad, _ = build_cache(man, loaded.cfg, cache_dir, tokenizer=loaded.tokenizer, label_names=loaded.labels)
     if enforce_bad_share:
-        check_bad_share(bad, len(man.rows), loaded.cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
+        check_bad_share(bad, len(man.rows), loaded.cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv",
+                        cache.meta.get("row_label", "row"))
     elif bad:
         from mmcli.progress import warn
 

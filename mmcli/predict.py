@@ -84,14 +84,16 @@ def predict_one(run: Path, image: str | None = None, text: str | None = None, ex
     return [o for k, o in enumerate(out) if o["selected"] or k < top_k]
 
 
-def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: int | None = None) -> Path:
-    """Predict every row of `csv_path`; write one output row per input row, in input order. Rows that could not be
-    read keep their place with an empty prediction and the reason in `error`."""
+def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: int | None = None,
+                fmt: str = "auto") -> Path:
+    """Predict every row of `csv_path` (any supported format, see mmcli/data/formats.py); write one output row per
+    input row, in input order, `row` numbered as the format counts them. Rows that could not be read keep their
+    place with an empty prediction and the reason in `error`."""
     from mmcli.data.dataset import Batches, image_specs
     from mmcli.evaluate import predict_probs
 
     loaded = load_run(run)
-    cache, bad = prepare_csv(loaded, csv_path, need_label=False, enforce_bad_share=False)
+    cache, bad = prepare_csv(loaded, csv_path, need_label=False, enforce_bad_share=False, fmt=fmt)
     idx = cache.indices()
     if len(idx) == 0:
         raise DataError(f"{csv_path}: no usable rows (see {cache.dir / 'bad_rows.csv'})")
@@ -103,7 +105,8 @@ def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: 
     out = Path(out) if out else csv_path.with_name(f"{csv_path.stem}.predictions.csv")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["row", "prediction", "probability"] + [f"p_{n}" for n in loaded.labels] + ["error"])
+    label = cache.meta.get("row_label", "row")  # row (CSV), line (JSONL) or record (JSON, Parquet)
+    writer.writerow([label, "prediction", "probability"] + [f"p_{n}" for n in loaded.labels] + ["error"])
     for pos in range(len(cache.rows)):
         row_no = int(cache.rows[pos])
         p = by_pos.get(pos)

@@ -10,10 +10,15 @@ from mmcli.data.manifest import read_manifest
 from mmcli.progress import info
 
 
-def preprocess(csv_path: Path, cfg: Config, out_dir: Path | None = None) -> dict:
-    """-> summary {cache, rows, valid_rows, bad_rows, bad_rows_csv, inputs, labels, reused}. Raises DataError
-    (exit 1) when the share of bad rows exceeds `data.max_bad_fraction` (the cache and bad_rows.csv are kept)."""
+def preprocess(csv_path: Path, cfg: Config, out_dir: Path | None = None, write_manifest: Path | None = None) -> dict:
+    """-> summary {cache, rows, valid_rows, bad_rows, bad_rows_csv, row_numbers, inputs, labels, reused}. Raises
+    DataError (exit 1) when the share of bad rows exceeds `data.max_bad_fraction` (the cache and bad_rows.csv are
+    kept). `write_manifest`: also write the rows as read (e.g. inferred from a folder tree) to this CSV first."""
     man = read_manifest(csv_path, cfg.data, need_label=False)
+    if write_manifest:
+        from mmcli.data.formats import write_manifest as write_rows
+
+        info(f"wrote the manifest ({len(man.rows)} rows) to {write_rows(man, write_manifest)}")
     cache, bad, reused = build_cache(man, cfg, out_dir)
     summary = {
         "cache": str(cache.dir),
@@ -21,6 +26,8 @@ def preprocess(csv_path: Path, cfg: Config, out_dir: Path | None = None) -> dict
         "valid_rows": int(cache.valid.sum()),
         "bad_rows": len(bad),
         "bad_rows_csv": str(cache.dir / "bad_rows.csv"),
+        "format": man.format,
+        "row_numbers": cache.meta.get("row_numbers", ""),
         "inputs": cache.inputs,
         "label_column": man.label_column,
         "labels": cache.meta["label_names"],
@@ -30,9 +37,12 @@ def preprocess(csv_path: Path, cfg: Config, out_dir: Path | None = None) -> dict
     info(f"{'reused' if reused else 'built'} cache {cache.dir}: {summary['valid_rows']}/{len(man.rows)} rows valid; "
          f"inputs {', '.join(i['name'] + ' (' + i['kind'] + ')' for i in cache.inputs)}; "
          f"{len(summary['labels'])} labels")
+    if bad:
+        info(f"  row numbers below: {summary['row_numbers']}")
     for b in bad[:10]:
-        info(f"  bad row {b.row} [{b.column}]: {b.reason}")
+        info(f"  bad {cache.meta.get('row_label', 'row')} {b.row} [{b.column}]: {b.reason}")
     if len(bad) > 10:
         info(f"  ... {len(bad) - 10} more in {summary['bad_rows_csv']}")
-    check_bad_share(bad, len(man.rows), cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
+    check_bad_share(bad, len(man.rows), cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv",
+                    cache.meta.get("row_label", "row"))
     return summary

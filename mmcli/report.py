@@ -152,7 +152,7 @@ def misclassified_examples(cache, positions: np.ndarray, probs: np.ndarray, labe
     if len(wrong) == 0:
         return []
     wrong = wrong[np.argsort(-probs[wrong].max(1), kind="stable")][:k]
-    _, rows, _ = read_table(cache.meta["manifest"])
+    _, rows, _ = read_table(cache.meta["manifest"], cache.meta.get("format"))
     out = []
     for w in wrong:
         row = rows[int(positions[w])]

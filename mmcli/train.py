@@ -41,7 +41,8 @@ def _prepare(csv_path: Path, cfg: Config, cache_dir: Path | None):
     tokenizer = _pretrained_tokenizer(cfg)
     cache, bad, reused = build_cache(man, cfg, cache_dir, tokenizer=tokenizer)
     cfg.data.multi_label = "true" if cache.multi_label else "false"  # saved resolved: predict needs no guessing
-    check_bad_share(bad, len(man.rows), cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv")
+    check_bad_share(bad, len(man.rows), cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv",
+                    cache.meta.get("row_label", "row"))
     info(f"data: {len(man.rows)} rows, {len(bad)} bad, inputs: "
          + ", ".join(f"{i['name']} ({i['kind']})" for i in cache.inputs)
          + f"; {len(cache.meta['label_names'])} classes; cache {'reused' if reused else 'built'} at {cache.dir}")

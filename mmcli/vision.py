@@ -6,6 +6,7 @@ Every image becomes uint8 RGB `[3, H, W]`: alpha is composited over white, grey 
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def _past_pillow_limit() -> ImageProblem:
                         "limit; refused")
 
 
-def _header_size(path: Path) -> tuple[int, int] | None:
+def _header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the file header without decoding pixels, or None if Pillow can't tell.
 
     Raises ImageProblem when the header alone is past Pillow's own decompression-bomb limit (2x
@@ -50,7 +51,7 @@ def _header_size(path: Path) -> tuple[int, int] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides below
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 return im.size
     except Image.DecompressionBombError:
         raise _past_pillow_limit() from None
@@ -91,11 +92,11 @@ def _to_rgb(img: torch.Tensor) -> torch.Tensor:
     return img.contiguous()
 
 
-def _decode_with_pil(path: Path) -> torch.Tensor:
+def _decode_with_pil(data: bytes) -> torch.Tensor:
     import numpy as np
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
+    with Image.open(io.BytesIO(data)) as im:
         im = ImageOps.exif_transpose(im)
         im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P", "PA") else im.convert("RGB")
         arr = np.asarray(im)
@@ -107,7 +108,12 @@ def load_image(path: str | Path, max_pixels: int = 50_000_000) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise ImageProblem(f"file not found: {path}" if not path.exists() else f"not a regular file: {path}")
-    data = path.read_bytes()
+    return decode_bytes(path.read_bytes(), max_pixels)
+
+
+def decode_bytes(data: bytes, max_pixels: int = 50_000_000) -> torch.Tensor:
+    """Decode an encoded image held in memory (a file's content, or a Parquet cell) to uint8 RGB `[3, H, W]`, with
+    the same checks as a file: pixel limits before decoding, truncated data, odd modes. Raises ImageProblem."""
     if not data:
         raise ImageProblem("empty file (0 bytes)")
     size = _png_size(data[:24])
@@ -117,7 +123,7 @@ def load_image(path: str | Path, max_pixels: int = 50_000_000) -> torch.Tensor:
         if Image.MAX_IMAGE_PIXELS and size[0] * size[1] > 2 * Image.MAX_IMAGE_PIXELS:
             raise _past_pillow_limit()
     else:
-        size = _header_size(path)
+        size = _header_size(data)
     if size:
         _check_pixels(size[0], size[1], max_pixels)
     try:
@@ -134,7 +140,7 @@ def load_image(path: str | Path, max_pixels: int = 50_000_000) -> torch.Tensor:
         img = _to_rgb(img)
     except Exception as first:  # noqa: BLE001 - torchvision lacks some formats (BMP, TIFF, CMYK); try Pillow
         try:
-            img = _decode_with_pil(path)
+            img = _decode_with_pil(data)
         except Exception as second:  # noqa: BLE001
             reason = _reason(second if isinstance(first, _UsePillow) else first)
             raise ImageProblem(f"cannot decode image ({reason}); is the file truncated or not an image?") from None

@@ -90,3 +90,58 @@ def write_bomb_png(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims width x height pixels but holds almost no data (a decompression bomb's header)."""
     path.write_bytes(png_bytes(width, height, 8, 2, b"\x00" * 64))
     return path
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    """One JSON value per line (records are usually dicts; anything else tests the reader)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def write_parquet(path: Path, columns: dict[str, list], row_group_size: int | None = None) -> Path:
+    """A Parquet file through pyarrow; a column of {"bytes", "path"} dicts becomes the struct that Hugging Face
+    datasets writes for an Image feature."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    arrays = {k: pa.array(v, type=image_type) if v and isinstance(v[0], dict) and "bytes" in v[0] else pa.array(v)
+              for k, v in columns.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(arrays), path, row_group_size=row_group_size)
+    return path
+
+
+def corrupt_row_group(path: Path, group: int) -> None:
+    """Overwrite every column chunk of one row group with 0xff bytes: that group can no longer be read."""
+    import pyarrow.parquet as pq
+
+    rg = pq.ParquetFile(path).metadata.row_group(group)
+    first, last = rg.column(0), rg.column(rg.num_columns - 1)
+    # a chunk's compressed size counts from its dictionary page, when it has one
+    start = first.dictionary_page_offset or first.data_page_offset
+    end = (last.dictionary_page_offset or last.data_page_offset) + last.total_compressed_size
+    raw = bytearray(path.read_bytes())
+    raw[start:end] = b"\xff" * (end - start)
+    path.write_bytes(bytes(raw))
+
+
+def make_image_tree(root: Path, splits: dict[str, int], captions: bool = True, seed: int = 0) -> list[dict]:
+    """root/<split>/<class>/NNN.png (+ NNN.txt captions); `splits` {split: images per class}, a split named ""
+    puts class folders directly under root. -> the rows a CSV of the same data holds, in sorted path order."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, per_class in splits.items():
+        for label in CLASSES:
+            for k in range(per_class):
+                rel = Path(split, label, f"{k:03d}.png") if split else Path(label, f"{k:03d}.png")
+                write_png(root / rel, COLOURS[label], seed=seed * 1000 + len(rows))
+                text = " ".join([str(rng.choice(WORDS[label])), str(rng.choice(SHARED_WORDS))])
+                if captions:
+                    (root / rel).with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+                rows.append({"image": rel.as_posix(), **({"text": text} if captions else {}), "label": label,
+                             **({"split": split} if split else {})})
+    return sorted(rows, key=lambda r: r["image"].split("/"))

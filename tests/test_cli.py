@@ -250,7 +250,7 @@ def test_predict_single_errors(trained, tmp_path):
     assert_clean_failure(mm("predict", run, "--input", "nope=1"), 2, "unknown input column")
     assert_clean_failure(mm("predict", run), 2, "nothing to predict")
     # a mistyped batch CSV is an error, not a text to classify
-    assert_clean_failure(mm("predict", run, tmp_path / "typo.csv"), 1, "batch CSV not found")
+    assert_clean_failure(mm("predict", run, tmp_path / "typo.csv"), 1, "batch manifest not found")
 
 
 @pytest.mark.slow

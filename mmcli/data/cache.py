@@ -8,7 +8,7 @@ Cache folder layout (all arrays cover every CSV row, in CSV order; `valid` marks
   labels.npy           int64 [N]     index into meta["label_names"], -1 without a label
   targets.npy          uint8 [N, C]  multi-hot label sets (multi-label data only)
   split.npy            int8  [N]     0 train, 1 val, 2 test
-  valid.npy, rows.npy  bool [N], int64 [N] (CSV line numbers)
+  valid.npy, rows.npy  bool [N], int64 [N] (row numbers: CSV lines, JSONL lines or record indices; meta["row_numbers"])
   bad_rows.csv         row, column, reason
   embeddings_<col>_<key>.npy  float32 [N, D] a frozen encoder's outputs, written by training (mmcli/frozen.py)
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcli.data.formats import ROW_LABEL, ROW_MEANING
 from mmcli.data.images import decode_column
 from mmcli.data.manifest import Manifest
 from mmcli.data.validate import BadRow, assign_splits, check_rows, write_bad_rows
@@ -44,10 +45,13 @@ def default_cache_dir(csv_path: Path) -> Path:
 def _image_fingerprint(man: Manifest, col: str, size: int, max_pixels: int) -> str:
     # the CSV's folder too: relative cells name different files when the same CSV text sits elsewhere
     h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{max_pixels}|{col}|{man.root.resolve()}".encode())
-    for row in man.rows:
+    blob = man.blobs.get(col)
+    if blob is not None:  # pictures stored in the file: the hash of their bytes, taken while reading
+        h.update(blob.digest.encode())
+    for i, row in enumerate(man.rows):
         cell = row.get(col, "")
         h.update(cell.encode() + b"\0")
-        if cell:
+        if cell and (blob is None or not blob.has_bytes[i]):
             try:
                 st = man.resolve(cell).stat()
                 h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
@@ -57,7 +61,8 @@ def _image_fingerprint(man: Manifest, col: str, size: int, max_pixels: int) -> s
 
 
 def _full_fingerprint(man: Manifest, image_fps: dict[str, str], settings: dict) -> str:
-    h = hashlib.sha256(man.path.read_bytes())
+    # the reader's hash of the source's content (rows and stored bytes); a Manifest built by hand hashes its rows
+    h = hashlib.sha256(man.digest.encode() if man.digest else json.dumps([man.header, man.rows]).encode())
     h.update(json.dumps({"images": image_fps, "settings": settings}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -121,7 +126,7 @@ def build_cache(man: Manifest, cfg, out_dir: Path | None = None, tokenizer=None,
     dc = cfg.data
     settings = {
         "v": CACHE_VERSION, "label": man.label_column, "images": man.image_columns, "texts": man.text_columns,
-        "split": man.split_column, "val_fraction": dc.val_fraction, "seed": cfg.train.seed,
+        "split": man.split_column, "format": man.format, "val_fraction": dc.val_fraction, "seed": cfg.train.seed,
         "max_tokens": dc.max_tokens, "tokenizer": dc.tokenizer, "vocab": dc.vocab_size,
         "allow_missing": dc.allow_missing, "multi_label": [dc.multi_label, dc.label_separator], "fixed_tokenizer": textlib.fingerprint(tokenizer) if tokenizer else None,
         "label_names": label_names,
@@ -145,8 +150,10 @@ def build_cache(man: Manifest, cfg, out_dir: Path | None = None, tokenizer=None,
             images[col] = np.load(target, mmap_mode="r")
             problems = {int(k): v for k, v in old["image_problems"][col].items()}
         else:
-            paths = [man.resolve(r[col]) if r[col] else None for r in man.rows]
-            images[col], problems = decode_column(paths, dc.image_size, target, dc.workers, dc.max_image_pixels, col)
+            blob = man.blobs.get(col)
+            paths = [] if blob else [man.resolve(r[col]) if r[col] else None for r in man.rows]
+            images[col], problems = decode_column(paths, dc.image_size, target, dc.workers, dc.max_image_pixels, col,
+                                                  blob, man.root)
         for i, why in problems.items():
             present[i, j] = False
             bad.setdefault(i, BadRow(man.row_numbers[i], col, why))
@@ -174,10 +181,11 @@ def build_cache(man: Manifest, cfg, out_dir: Path | None = None, tokenizer=None,
     if tokenizer is not None:
         atomic_write_text(d / "tokenizer.json", tokenizer.to_str())
     bad_list = [bad[i] for i in sorted(bad)]
-    write_bad_rows(d / "bad_rows.csv", bad_list)
+    write_bad_rows(d / "bad_rows.csv", bad_list, ROW_LABEL[man.format])
     meta = {
         "version": CACHE_VERSION, "fingerprint": fp, "image_fingerprints": image_fps,
-        "image_problems": image_problems, "manifest": str(man.path.resolve()),
+        "image_problems": image_problems, "manifest": str(man.path.resolve()), "format": man.format,
+        "row_numbers": ROW_MEANING[man.format], "row_label": ROW_LABEL[man.format],
         "inputs": [{"name": c, "kind": "image"} for c in man.image_columns]
         + [{"name": c, "kind": "text"} for c in man.text_columns],
         "label_column": man.label_column, "label_names": names, "multi_label": multi, "image_size": dc.image_size,
@@ -211,10 +219,11 @@ def _label_arrays(man: Manifest, valid: np.ndarray, dc, label_names: list[str] |
     return names, labels, None, False
 
 
-def check_bad_share(bad: list, total: int, max_share: float, report: Path) -> None:
-    """Raise DataError (exit 1) when more than `max_share` of the rows are bad."""
+def check_bad_share(bad: list, total: int, max_share: float, report: Path, label: str = "row") -> None:
+    """Raise DataError (exit 1) when more than `max_share` of the rows are bad; `label` words the row numbers
+    (row, line or record, as formats.ROW_LABEL)."""
     if total and len(bad) / total > max_share:
-        first = "; ".join(f"row {b.row} [{b.column}]: {b.reason}" for b in bad[:3])
+        first = "; ".join(f"{label} {b.row} [{b.column}]: {b.reason}" for b in bad[:3])
         raise DataError(
             f"{len(bad)} of {total} rows are bad ({len(bad) / total:.1%} > data.max_bad_fraction="
             f"{max_share:.1%}); see {report}. First: {first}"

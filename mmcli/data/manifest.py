@@ -1,6 +1,6 @@
-"""Read a CSV manifest, infer column roles and resolve image paths.
+"""Read a manifest (CSV here; other shapes through mmcli/data/formats.py), infer column roles, resolve image paths.
 
-Row numbers are file line numbers as a spreadsheet shows them: the header is row 1, the first data row is row 2.
+CSV row numbers are file line numbers as a spreadsheet shows them: the header is row 1, the first data row is row 2.
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 
 @dataclass
 class Manifest:
-    """A parsed CSV: rows as dicts of strings plus the role of every column."""
+    """A parsed manifest: rows as dicts of strings plus the role of every column.
+
+    `format` names the reader (mmcli/data/formats.py, which also says what a row number means there), `digest` hashes
+    the source's content, `problems` are the reader's row-level findings, `blobs` the image columns stored as bytes
+    inside the file, `base` the folder relative paths resolve against (default: the manifest's folder)."""
 
     path: Path
     header: list[str]
@@ -34,12 +38,17 @@ class Manifest:
     label_column: str | None
     split_column: str | None
     ignored_columns: list[str] = field(default_factory=list)
+    format: str = "csv"
+    digest: str = ""
+    problems: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    blobs: dict = field(default_factory=dict)
+    base: Path | None = None
     # cell value -> resolved path: validation and decoding both resolve every cell, and pathlib is slow (~40 us)
     _resolved: dict[str, Path] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def root(self) -> Path:
-        return self.path.parent
+        return self.base or self.path.parent
 
     @property
     def inputs(self) -> list[str]:
@@ -60,7 +69,7 @@ class Manifest:
     def _resolve(self, value: str) -> Path:
         # os.path on strings, one Path at the end: pathlib's `/` and expanduser cost ~100 us per cell here
         v = os.path.expanduser(value) if value.startswith("~") else value
-        return Path(v if os.path.isabs(v) else os.path.join(self.path.parent, v))
+        return Path(v if os.path.isabs(v) else os.path.join(self.root, v))
 
 
 def _decode(raw: bytes, path: Path) -> str:
@@ -90,13 +99,14 @@ def _sniff_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
-def _parse_records(text: str, path: Path) -> list[list[str]]:
+def _parse_records(text: str, path: Path, delimiter: str | None = None) -> list[list[str]]:
     """CSV text -> records (a quoted cell may span lines). Raises DataError naming the line where a bad record
     starts."""
     if csv.field_size_limit() < FIELD_LIMIT:
         csv.field_size_limit(FIELD_LIMIT)
     # strict: an unbalanced quote is an error naming its line, not a cell that silently swallows the rows below it
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter or _sniff_delimiter(text),
+                        strict=True)
     records, start = [], 1
     try:
         for rec in reader:
@@ -108,15 +118,22 @@ def _parse_records(text: str, path: Path) -> list[list[str]]:
     return records
 
 
-def read_table(path: str | Path) -> tuple[list[str], list[dict[str, str]], list[int]]:
-    """CSV -> (header, rows, row numbers). Fails on an empty file or a bad header."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"manifest not found: {path}")
-    text = _decode(path.read_bytes(), path)
+def read_table(path: str | Path, fmt: str | None = None) -> tuple[list[str], list[dict[str, str]], list[int]]:
+    """Any supported source (`fmt`: a name from formats.FORMATS, None/"auto" by extension) -> (header, rows, row
+    numbers)."""
+    from mmcli.data.formats import read_source
+
+    table = read_source(path, fmt)
+    return table.header, table.rows, table.numbers
+
+
+def read_csv(path: Path, raw: bytes, delimiter: str | None = None) -> tuple[list[str], list[dict[str, str]], list[int]]:
+    """CSV bytes -> (header, rows, row numbers); `delimiter` None sniffs it from the header. Fails on an empty file
+    or a bad header."""
+    text = _decode(raw, path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty; a manifest needs a header row and data rows")
-    records = _parse_records(text, path)
+    records = _parse_records(text, path, delimiter)
     if not records:
         raise DataError(f"{path}: the file is empty; a manifest needs a header row and data rows")
     header = [h.strip() for h in records.pop(0)]
@@ -165,7 +182,7 @@ def _is_numeric(values: list[str]) -> bool:
 def _check_columns(path: Path, header: list[str], names: list[str], what: str) -> None:
     for name in names:
         if name not in header:
-            raise UsageError(f"{path}: {what} column '{name}' not in the CSV; columns are: {', '.join(header)}")
+            raise UsageError(f"{path}: {what} column '{name}' not in the manifest; columns are: {', '.join(header)}")
 
 
 def infer_roles(
@@ -176,9 +193,11 @@ def infer_roles(
     image_columns: list[str] | None,
     text_columns: list[str] | None,
     split_column: str | None,
+    known_images: list[str] | tuple[str, ...] = (),
 ) -> tuple[list[str], list[str], str | None, str | None, list[str]]:
     """Decide which columns are images, texts, the label and the split. Returns (images, texts, label, split,
-    ignored). A `label` that is absent is allowed (prediction input); the caller decides whether it is needed."""
+    ignored). A `label` that is absent is allowed (prediction input); the caller decides whether it is needed.
+    `known_images`: columns the reader knows hold images (a Parquet image struct or binary column)."""
     label_col = label if label in header else None
     split_col = split_column if split_column and split_column in header else None
     taken = {c for c in (label_col, split_col) if c}
@@ -190,7 +209,7 @@ def infer_roles(
     empty = [h for h in header if h not in taken and not any(r[h] for r in rows)]
     candidates = [h for h in header if h not in taken and h not in empty]
     sample = rows[:200]
-    paths = [h for h in candidates if _looks_like_image([r[h] for r in sample])]
+    paths = [h for h in candidates if h in known_images or _looks_like_image([r[h] for r in sample])]
     if image_columns is None:
         image_columns = paths
     ignored: list[str] = [h for h in empty if h not in image_columns]
@@ -213,16 +232,22 @@ def infer_roles(
     return image_columns, text_columns, label_col, split_col, ignored
 
 
-def read_manifest(path: str | Path, data_cfg, need_label: bool = True) -> Manifest:
-    """Read `path` and infer column roles from `data_cfg` (a DataConfig)."""
+def read_manifest(path: str | Path, data_cfg, need_label: bool = True, fmt: str | None = None) -> Manifest:
+    """Read `path` (a file in any supported format, or a class-per-folder tree) and infer column roles from
+    `data_cfg` (a DataConfig). `fmt` overrides data_cfg.format (eval/predict read new data in its own format)."""
+    from mmcli.data.formats import read_source
+
     path = Path(path)
-    header, rows, numbers = read_table(path)
+    table = read_source(path, fmt or data_cfg.format)
+    header, rows = table.header, table.rows
     images, texts, label_col, split_col, ignored = infer_roles(
-        path, header, rows, data_cfg.label, data_cfg.image_columns, data_cfg.text_columns, data_cfg.split_column
+        path, header, rows, data_cfg.label, data_cfg.image_columns, data_cfg.text_columns, data_cfg.split_column,
+        list(table.blobs),
     )
     if need_label and label_col is None:
         raise UsageError(
             f"{path}: no label column '{data_cfg.label}'; columns are: {', '.join(header)} "
             "(pick one with --label NAME or --set data.label=NAME)"
         )
-    return Manifest(path, header, rows, numbers, images, texts, label_col, split_col, ignored)
+    return Manifest(path, header, rows, table.numbers, images, texts, label_col, split_col, ignored, table.format,
+                    table.digest, table.problems, table.blobs, table.base)

@@ -26,8 +26,14 @@ class BadRow:
 def check_rows(man: Manifest, allow_missing: bool) -> dict[int, BadRow]:
     """Problems that need no decoding: {row index: first problem}. Image files are checked while decoding."""
     bad: dict[int, BadRow] = {}
+    used = {"*", *man.inputs, man.label_column, man.split_column}
     for i, row in enumerate(man.rows):
         line = man.row_numbers[i]
+        # what the reader found (a line that is not JSON, a mixed-type value); a column no role uses doesn't count
+        found = [p for p in man.problems.get(i, ()) if p[0] in used]
+        if found:
+            bad[i] = BadRow(line, *found[0])
+            continue
         if "__extra__" in row:
             bad[i] = BadRow(line, "*", f"row has {row['__extra__']} (a stray delimiter or unquoted comma?)")
             continue
@@ -80,11 +86,12 @@ def assign_splits(man: Manifest, valid: np.ndarray, labels: np.ndarray, val_frac
     return split
 
 
-def write_bad_rows(path: Path, bad: list[BadRow]) -> None:
-    """bad_rows.csv with columns row, column, reason (always written, header only when all rows are fine)."""
+def write_bad_rows(path: Path, bad: list[BadRow], label: str = "row") -> None:
+    """bad_rows.csv with columns row, column, reason (always written, header only when all rows are fine). `label`
+    names the first column by what it counts: row (CSV), line (JSONL) or record (JSON, Parquet)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["row", "column", "reason"])
+    writer.writerow([label, "column", "reason"])
     for b in bad:
         writer.writerow([b.row, b.column, b.reason])
     atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,140 @@
+"""The training recipe: presets and the zero-config choice, early stopping on a noisy metric, refit on all rows,
+and per-encoder unfreezing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from mmcli import presets
+from mmcli.cli import app
+from mmcli.config import load_config
+from mmcli.errors import UsageError
+from mmcli.fit import may_stop
+from mmcli.loop import LoopState
+from mmcli.train import train
+
+
+def test_zero_config_picks_pretrained_only_when_installed(monkeypatch):
+    monkeypatch.delenv("MM_PRESET", raising=False)
+    monkeypatch.setattr(presets, "pretrained_installed", lambda: True)
+    assert presets.choose(None, config_given=False) == "pretrained"
+    monkeypatch.setattr(presets, "pretrained_installed", lambda: False)
+    assert presets.choose(None, config_given=False) == "fast"
+    assert presets.choose(None, config_given=True) is None  # a YAML file starts from the plain defaults
+    assert presets.choose("best", config_given=True) == "best"
+    monkeypatch.setenv("MM_PRESET", "best")
+    assert presets.choose(None, config_given=False) == "best"
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(UsageError, match="valid presets: fast, pretrained, best"):
+        presets.choose("quick", config_given=False)
+
+
+def test_presets_resolve_under_yaml_and_set(tmp_path):
+    cfg = load_config(None, ["train.lr=0.01"], preset="pretrained")
+    assert (cfg.model.image_encoder, cfg.model.text_encoder, cfg.model.freeze) == ("effnet_lite0", "minilm",
+                                                                                   ["pretrained"])
+    assert cfg.train.lr == 0.01 and cfg.train.augment is False and cfg.data.image_size == 224
+    (tmp_path / "c.yaml").write_text("model:\n  fusion: gated\n")
+    assert load_config(tmp_path / "c.yaml", [], preset="best").model.fusion == "gated"
+    assert load_config(None, [], preset="fast") == load_config()
+
+
+def test_preset_values_are_copies():
+    presets.preset_values("pretrained")["model"]["freeze"].append("x")
+    assert presets.preset_values("pretrained")["model"]["freeze"] == ["pretrained"]
+
+
+@pytest.mark.parametrize(("epoch", "bad", "expected"), [
+    (4, 9, False),   # before half of the 10-epoch schedule: never
+    (5, 4, False),   # patience 5 not yet used up
+    (6, 5, True),
+])
+def test_early_stopping_waits_for_half_the_schedule(epoch, bad, expected):
+    cfg = load_config(None, ["train.epochs=10", "train.patience=5"])
+    assert may_stop(cfg, LoopState(epoch=epoch, bad_epochs=bad)) is expected
+
+
+def test_patience_is_at_least_a_quarter_of_the_schedule():
+    cfg = load_config(None, ["train.epochs=40", "train.patience=3"])
+    assert not may_stop(cfg, LoopState(epoch=30, bad_epochs=9))
+    assert may_stop(cfg, LoopState(epoch=30, bad_epochs=10))
+    assert not may_stop(load_config(None, ["train.patience=0"]), LoopState(epoch=20, bad_epochs=20))
+
+
+def test_smoothing_keeps_one_lucky_epoch_from_deciding(tmp_path):
+    from mmcli.fit import _end_epoch
+
+    cfg = load_config(None, ["train.monitor_smoothing=0.5", "train.patience=0"])
+    state = LoopState()
+    row = {"train_loss": 1.0}
+    for epoch, acc in enumerate([0.50, 0.90, 0.60, 0.80, 0.82], start=1):  # epoch 2 is a spike
+        _end_epoch(tmp_path, None, None, None, state, {**row, "epoch": epoch, "val_accuracy": acc}, cfg,
+                   _NotMain())
+    # smoothed: 0.5, 0.7, 0.65, 0.725, 0.7725 -> the last epoch is the best, not the spike
+    assert state.best_epoch == 5 and state.smoothed == pytest.approx(0.7725)
+
+
+class _NotMain:
+    main = False
+
+
+def test_refit_trains_on_train_and_val_and_keeps_val_honest(dataset, tiny_sets, tmp_path):
+    base = [*tiny_sets, "train.epochs=3"]
+    kept = train(dataset, load_config(None, [*base, "train.refit=false"]), output=tmp_path / "plain")
+    refit = train(dataset, load_config(None, base), output=tmp_path / "refit")
+    m_plain, m_refit = (json.loads((r / "metrics.json").read_text()) for r in (kept, refit))
+    assert "refit" not in m_plain
+    assert m_refit["refit"]["epochs"] == m_refit["best_epoch"] >= 1
+    assert m_refit["refit"]["rows"] == 45  # every row of the generated set: train + val
+    # validation is scored by the model that never saw it: the same as without a refit
+    assert m_refit["val"] == m_plain["val"]
+    w_plain, w_refit = (load_file(str(r / "model.safetensors")) for r in (kept, refit))
+    assert any((w_plain[k] != w_refit[k]).any() for k in w_plain)
+    again = train(dataset, load_config(None, base), output=tmp_path / "again")  # deterministic on CPU
+    assert json.loads((again / "metrics.json").read_text())["val"] == m_refit["val"]
+    w_again = load_file(str(again / "model.safetensors"))
+    assert all((w_again[k] == w_refit[k]).all() for k in w_refit)
+
+
+def test_refit_runs_the_predict_path(dataset, tiny_args, tmp_path):
+    from typer.testing import CliRunner
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(dataset), "-o", str(run), *tiny_args])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["eval", str(run), str(dataset), "--json"])
+    assert res.exit_code == 0, res.output
+    assert 0.0 <= json.loads(res.output)["accuracy"] <= 1.0
+
+
+def test_unfreeze_overrides_per_encoder():
+    from mmcli.models.encoder import apply_finetuning
+
+    from torch import nn
+
+    from mmcli.models.encoder import Encoder
+
+    calls = {}
+
+    class Probe(Encoder):
+        def __init__(self, name):
+            nn.Module.__init__(self)
+            self.pretrained, self.name = True, name
+
+        def freeze(self, unfreeze_last: int = 0) -> None:
+            calls[self.name] = unfreeze_last
+
+    cfg = load_config(None, ["model.freeze=[pretrained]", "model.unfreeze={text: 3}"])
+    apply_finetuning(Probe("image"), cfg, "image", "effnet_lite0", "image")
+    apply_finetuning(Probe("text"), cfg, "name", "minilm", "text")
+    assert calls == {"image": 0, "text": 3}
+    cfg = load_config(None, ["model.unfreeze={minilm: 2}"])  # freeze empty: the selected encoder alone is frozen
+    calls.clear()
+    apply_finetuning(Probe("image"), cfg, "image", "effnet_lite0", "image")
+    apply_finetuning(Probe("text"), cfg, "name", "minilm", "text")
+    assert calls == {"text": 2}

@@ -37,8 +37,8 @@ PRESETS: dict[str, tuple[dict, str]] = {
     "fast": ({}, "scratch models (small CNN + bag of words, 64 px): no pretrained weights, seconds per epoch"),
     "pretrained": (_FROZEN, ("EfficientNet-Lite0 + MiniLM, frozen, their embeddings computed once and cached; an "
                              "MLP head over the concatenated embeddings")),
-    "best": (_BEST, "the pretrained encoders with their top 3 blocks fine-tuned (frozen blocks below run once per "
-                    "row), late fusion; minutes per 1,000 rows on 2 cores"),
+    "best": (_BEST, ("the pretrained encoders with their top 3 blocks fine-tuned (frozen blocks below run once per "
+                     "row), late fusion; minutes per 1,000 rows on 2 cores")),
 }
 
 

@@ -113,11 +113,9 @@ def test_refit_runs_the_predict_path(dataset, tiny_args, tmp_path):
 
 
 def test_unfreeze_overrides_per_encoder():
-    from mmcli.models.encoder import apply_finetuning
-
     from torch import nn
 
-    from mmcli.models.encoder import Encoder
+    from mmcli.models.encoder import Encoder, apply_finetuning
 
     calls = {}
 

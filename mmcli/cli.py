@@ -190,8 +190,14 @@ def tune(
             raise UsageError("mm tune needs --space space.yaml (or --resume DIR)")
         cfg = _config(config, set_, label)  # config and space errors answer before optuna and torch load
         params = load_space(space)
-    from mmcli.tune.run import tune as run_tune
+    try:
+        from mmcli.tune.run import tune as run_tune
+    except ModuleNotFoundError as exc:
+        if exc.name != "optuna":
+            raise
+        from mmcli.errors import MMError
 
+        raise MMError("mm tune needs Optuna: pip install 'mmcli[tune]' (or pip install optuna)") from None
     out = run_tune(csv, params, cfg, output, resume, timeout=timeout, jobs=jobs, trials=trials, metric=metric,
                    goal=goal, sampler=sampler, pruner=pruner, storage=storage, study_name=study_name, keep=keep,
                    seed=seed, cache_dir=cache_dir, startup_trials=startup_trials, warmup_epochs=warmup_epochs)

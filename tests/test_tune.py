@@ -15,6 +15,8 @@ import yaml
 from helpers import make_dataset, read_csv
 from test_cli import assert_clean_failure, mm
 
+pytest.importorskip("optuna")  # the [tune] extra
+
 TINY = ["model.embed_dim=16", "model.hidden_dim=16", "data.image_size=16", "train.batch_size=16", "train.epochs=3",
         "train.patience=0"]
 SETS = [a for s in TINY for a in ("--set", s)]
@@ -95,6 +97,16 @@ def test_unknown_key_exits_2_naming_it(data, tmp_path):
     result = _tune(data, space, tmp_path / "tune")
     assert_clean_failure(result, 2, "train.learning_rate")
     assert not (tmp_path / "tune").exists()
+
+
+def test_space_errors_answer_before_optuna_and_torch_load(data, tmp_path):
+    space = _space(tmp_path, {"model.nope": {"space": "int", "lower": 1, "upper": 2}})
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom mmcli.cli import app\n"
+            f"r = CliRunner().invoke(app, ['tune', {str(data)!r}, '--space', {str(space)!r}])\n"
+            "assert r.exit_code == 2 and 'model.nope' in r.output, r.output\n"
+            "assert 'torch' not in sys.modules and 'optuna' not in sys.modules\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 @pytest.mark.parametrize("entry, needle", [

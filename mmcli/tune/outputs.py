@@ -50,8 +50,8 @@ def trial_rows(study: optuna.Study, settings: TuneSettings) -> list[dict]:
     """One row per trial: number, state, value, epochs, seconds, every searched key, test value, error."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        value = t.value if t.state == TrialState.COMPLETE else (
-            t.intermediate_values[t.last_step] if t.intermediate_values else None)
+        value = t.value if t.state == TrialState.COMPLETE else (  # a pruned trial: its last epoch's
+            t.intermediate_values[t.last_step] if t.state == TrialState.PRUNED and t.intermediate_values else None)
         secs = seconds(t)
         row = {"trial": t.number, "state": STATES.get(t.state, t.state.name.lower()),
                settings.metric: value, "epochs": epochs(t), "seconds": None if secs is None else round(secs, 2)}
@@ -156,8 +156,15 @@ class Progress:
                 f"eta {eta / 60:.1f} min")
 
 
+def _short(keys: list[str]) -> dict[str, str]:
+    """train.lr -> lr, unless two searched keys share the last part."""
+    last = [k.split(".")[-1] for k in keys]
+    return {k: (n if last.count(n) == 1 else k) for k, n in zip(keys, last)}
+
+
 def print_table(study: optuna.Study, settings: TuneSettings, out: Path, top: int = 10) -> None:
-    """The best trials (then the rest by number, up to `top` rows) as a rich table on stderr."""
+    """The best trials (then the rest by number, up to `top` rows) as a rich table on stderr; the searched values
+    share one column, so that the table fits a terminal whatever the size of the space."""
     from rich.table import Table
 
     if quiet():
@@ -165,12 +172,15 @@ def print_table(study: optuna.Study, settings: TuneSettings, out: Path, top: int
     rows = trial_rows(study, settings)
     order = {t.number: k for k, t in enumerate(ranked(study, settings))}
     rows.sort(key=lambda r: (order.get(r["trial"], len(order)), r["trial"]))
+    short = _short(list(settings.space))
     table = Table(title=f"mm tune: {len(rows)} trials ({settings.metric}, {settings.goal})")
-    for col in ["trial", "state", settings.metric, "epochs", "seconds", *settings.space]:
-        table.add_column(col, justify="right" if col not in ("state",) else "left")
+    for col in ("trial", "state", settings.metric, "epochs", "seconds"):
+        table.add_column(col, justify="left" if col == "state" else "right", no_wrap=True)
+    table.add_column("values", overflow="fold")
     for r in rows[:top]:
-        table.add_row(*(_fmt(r[c]) + (" (base)" if c == "trial" and r["base"] else "")
-                        for c in ["trial", "state", settings.metric, "epochs", "seconds", *settings.space]))
+        values = ", ".join(f"{short[k]}={_fmt(r[k])}" for k in settings.space)
+        table.add_row(_fmt(r["trial"]) + (" (base)" if r["base"] else ""), r["state"], _fmt(r[settings.metric]),
+                      _fmt(r["epochs"]), _fmt(r["seconds"]), values)
     states = [r["state"] for r in rows]
     table.caption = (", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states)) +
                      (f"; best config: {out / 'best.yaml'}" if (out / "best.yaml").exists() else ""))

@@ -125,7 +125,10 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     except optuna.TrialPruned:
         raise
     except Interrupted:
-        trial.set_user_attr("error", "interrupted")
+        trial.set_user_attr("error", "interrupted (Ctrl-C)")
+        # queued again, so that `mm tune --resume` runs these values first instead of losing them
+        trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
+                                                            "base": bool(trial.user_attrs.get("base"))})
         raise KeyboardInterrupt from None
     except Exception as exc:
         trial.set_user_attr("error", _describe(exc))

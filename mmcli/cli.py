@@ -163,7 +163,7 @@ def tune(
     goal: Annotated[str | None, typer.Option("--goal", help="max or min (default: the metric's).")] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="tpe (default), random, qmc or gp.")] = None,
     pruner: Annotated[str | None, typer.Option("--pruner", help="median (default), hyperband or none.")] = None,
-    startup_trials: Annotated[int | None, typer.Option("--startup-trials", help="Median pruner: finished trials "
+    startup_trials: Annotated[int | None, typer.Option("--startup-trials", help="Median pruner: completed trials "
                                                        "before any is pruned (default 5).")] = None,
     warmup_epochs: Annotated[int | None, typer.Option("--warmup-epochs", help="Epochs every trial runs before it "
                                                       "may be pruned (default 2).")] = None,

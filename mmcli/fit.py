@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -151,8 +152,12 @@ def _epoch_row(epoch: int, lr: float, result: dict, val: dict, dinfo: D.DistInfo
             "val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"), "val_macro_f1": val.get("macro_f1")}
 
 
-def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.DistInfo) -> Path:
-    """Train until `train.epochs` or early stopping; returns the run folder."""
+def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.DistInfo,
+        on_epoch: Callable[[int, dict], None] | None = None) -> Path:
+    """Train until `train.epochs` or early stopping; returns the run folder.
+
+    `on_epoch(epoch, row)` gets each epoch's history row (val metrics included) before it is recorded; an
+    exception it raises ends training there (`mm tune` prunes a trial that way)."""
     names = cache.meta["label_names"]
     model, net, tr, va, opt, sched, tools = build(cfg, cache, device, dinfo)
     state = load_last(run, model, opt, sched) if resumed else LoopState()
@@ -187,6 +192,8 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
             log_line(f"epoch {epoch}/{cfg.train.epochs}: train loss {row['train_loss']:.4f} acc "
                      f"{row['train_accuracy']:.3f}, {row['samples_per_s']:.0f} samples/s, {row['seconds']:.1f} s | "
                      + val_text)
+            if on_epoch is not None:  # e.g. mm tune's pruning check, which raises to end the run here
+                on_epoch(epoch, row)
             if _end_epoch(run, model, opt, sched, state, row, cfg, dinfo):
                 info(f"early stop: no {cfg.train.monitor} improvement for {state.bad_epochs} epochs")
                 break

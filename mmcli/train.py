@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,9 +96,11 @@ def _write_run_files(run: Path, cfg: Config, csv_path: Path, cache) -> None:
 
 
 def train(csv_path: Path | None, cfg: Config, output: Path | None = None, resume: Path | None = None,
-          cache_dir: Path | None = None) -> Path:
+          cache_dir: Path | None = None, on_epoch: Callable[[int, dict], None] | None = None) -> Path:
     """Train a model on `csv_path` and write a run folder; returns its path. Under torchrun every rank calls this;
-    rank 0 preprocesses and writes, the others wait for the cache and then train on their shard."""
+    rank 0 preprocesses and writes, the others wait for the cache and then train on their shard.
+
+    `on_epoch(epoch, row)`: called after each epoch's validation with its history row (see `fit`)."""
     dinfo, device = D.setup(resolve_device(cfg.train.device))
     if not dinfo.main:
         os.environ["MM_QUIET"] = "1"  # one progress display, from rank 0
@@ -113,7 +116,7 @@ def train(csv_path: Path | None, cfg: Config, output: Path | None = None, resume
         with RunLock(run) if dinfo.main else contextlib.nullcontext():
             if resume is None and dinfo.main:
                 _write_run_files(run, cfg, csv_path, cache)
-            return fit(run, cfg, cache, device, resume is not None, dinfo)
+            return fit(run, cfg, cache, device, resume is not None, dinfo, on_epoch)
     finally:
         torch.set_num_threads(threads)  # train.threads is for this run only (matters when called in-process)
         D.teardown()

@@ -41,4 +41,18 @@ class Registry:
 # builders, including the optional pretrained ones, can import them without import cycles.
 IMAGE_ENCODERS = Registry("image encoder")
 TEXT_ENCODERS = Registry("text encoder")
+NUMERIC_ENCODERS = Registry("numeric encoder")
+CATEGORICAL_ENCODERS = Registry("categorical encoder")
+AUDIO_ENCODERS = Registry("audio encoder")
 FUSIONS = Registry("fusion")
+
+# input kind -> its encoders (mmcli/modalities/ names the kinds; a kind added there registers its own here)
+ENCODERS: dict[str, Registry] = {"image": IMAGE_ENCODERS, "text": TEXT_ENCODERS, "numeric": NUMERIC_ENCODERS,
+                                 "categorical": CATEGORICAL_ENCODERS, "audio": AUDIO_ENCODERS}
+
+
+def encoders_for(kind: str) -> Registry:
+    """The encoder registry of an input kind; an unknown kind is a UsageError listing the known ones."""
+    if kind not in ENCODERS:
+        raise UsageError(f"no encoders for input kind '{kind}'; kinds with encoders: {', '.join(sorted(ENCODERS))}")
+    return ENCODERS[kind]

@@ -24,14 +24,14 @@ from emoji import COMMON, CONFIG, FROZEN, build_data
 def features(csv_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """-> ({"image": [N, 1280], "text": [N, 384]}, labels [N], split codes [N]) over the valid rows."""
     from mmcli.config import load_config
-    from mmcli.fit import _vocab
+    from mmcli.fit import _states
     from mmcli.frozen import frozen_embeddings
     from mmcli.models.classifier import build_model, frozen_inputs
     from mmcli.train import _prepare
 
     cfg = load_config(CONFIG, COMMON + FROZEN)  # the config fine-tunes; the probes need fully frozen encoders
     _, cache, _ = _prepare(csv_path, cfg, None)
-    model = build_model(cfg, cache.inputs, len(cache.meta["label_names"]), _vocab(cache))
+    model = build_model(cfg, cache.inputs, len(cache.meta["label_names"]), states=_states(cache))
     tables = frozen_embeddings(model, cache, frozen_inputs(model), 128, "cpu")
     keep = cache.valid
     return {k: v.numpy()[keep] for k, v in tables.items()}, cache.labels[keep], cache.split[keep]

@@ -33,6 +33,8 @@ class DataConfig:
                       "csv, tsv, jsonl, json, parquet or folder",
                       ("auto", "csv", "tsv", "jsonl", "json", "parquet", "folder"))
     label: str = opt("label", "label column name")
+    inputs: dict[str, str] = opt({}, "input columns and their kinds, {column: image|text|numeric|categorical|audio}; "
+                                 "empty: inferred (saved resolved in the run folder)")
     image_columns: list[str] | None = opt(None, "image columns (paths); inferred when null")
     text_columns: list[str] | None = opt(None, "text columns; inferred when null (the other string columns)")
     multi_label: str = opt("auto", "several labels per row: auto (when a label cell holds the separator), true, false",
@@ -42,6 +44,11 @@ class DataConfig:
     val_fraction: float = opt(0.15, "share of rows held out for validation when there is no split column")
     image_size: int = opt(64, "images are resized (shorter side) and centre-cropped to this size in the cache")
     max_tokens: int = opt(32, "texts are truncated to this many tokens")
+    max_categories: int = opt(50, "a string column with at most this many distinct values, each repeated 5 times on "
+                              "average, is inferred as categorical")
+    audio_seconds: float = opt(2.0, "audio clips are resampled to 16 kHz mono and cropped (centre) or padded to this "
+                               "length")
+    max_audio_seconds: float = opt(600.0, "longer audio clips are refused (bad rows)")
     tokenizer: str = opt("bpe", "tokenizer trained on the training texts (bpe is reproducible; the wordpiece "
                          "trainer breaks ties at random, so its vocabulary varies between fresh caches)",
                          ("bpe", "wordpiece"))
@@ -56,7 +63,11 @@ class DataConfig:
 class ModelConfig:
     image_encoder: str = opt("cnn", "encoder for every image column (see `mm list`)")
     text_encoder: str = opt("bow", "encoder for every text column (see `mm list`)")
-    encoders: dict[str, str] = opt({}, "per-column encoder overrides, {column: encoder name}")
+    numeric_encoder: str = opt("numeric_mlp", "encoder of the numeric columns, one group (see `mm list`)")
+    categorical_encoder: str = opt("embedding", "encoder for every categorical column (see `mm list`)")
+    audio_encoder: str = opt("audio_cnn", "encoder for every audio column (see `mm list`)")
+    encoders: dict[str, str] = opt({}, "per-input encoder overrides, {input: encoder name} (the numeric group's "
+                                   "input is named numeric)")
     fusion: str = opt("late", "how modality embeddings are combined (see `mm list`); late (per-modality heads "
                       "trained separately, weighted on val) generalises best on small data "
                       "(benchmarks/sample_accuracy.py)")
@@ -216,6 +227,8 @@ def _validate(cfg: Config) -> None:
         ("data.val_fraction", 0.0 <= cfg.data.val_fraction < 1.0, "must be in [0, 1)"),
         ("data.image_size", cfg.data.image_size >= 8, "must be at least 8"),
         ("data.max_tokens", cfg.data.max_tokens >= 1, "must be at least 1"),
+        ("data.audio_seconds", 0.1 <= cfg.data.audio_seconds <= cfg.data.max_audio_seconds,
+         "must be at least 0.1 and at most data.max_audio_seconds"),
         ("data.max_bad_fraction", 0.0 <= cfg.data.max_bad_fraction <= 1.0, "must be in [0, 1]"),
         ("model.embed_dim", cfg.model.embed_dim >= 1, "must be positive"),
         ("model.dropout", 0.0 <= cfg.model.dropout < 1.0, "must be in [0, 1)"),

@@ -63,7 +63,7 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
     check (adds the `gates` key; the caller decides what a failure means). `fmt`: how to read `csv` (see
     mmcli/data/formats.py; "auto" by extension). Keys: docs/eval-json.md.
     """
-    from mmcli.data.dataset import Batches, image_specs
+    from mmcli.data.dataset import Batches, input_specs
     from mmcli.errors import DataError
     from mmcli.loading import load_run, prepare_csv
     from mmcli.progress import warn
@@ -74,7 +74,7 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
     idx, n_unseen, unseen = _scored_rows(cache, csv, split)
     if len(idx) == 0:
         raise DataError(f"{csv}: no rows left to evaluate (bad rows: {len(bad)}, unseen labels: {n_unseen})")
-    batches = Batches(cache, idx, batch_size or loaded.cfg.train.batch_size, image_specs(loaded.model),
+    batches = Batches(cache, idx, batch_size or loaded.cfg.train.batch_size, input_specs(loaded.model),
                       device=loaded.device)
     if getattr(loaded.model, "multi_label", False):
         return _evaluate_multilabel(loaded, cache, batches, bad, n_unseen, unseen, csv, split, out_dir, gates)

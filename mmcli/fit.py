@@ -16,7 +16,7 @@ import torch
 
 from mmcli import distributed as D
 from mmcli.config import Config
-from mmcli.data.dataset import Batches, image_specs
+from mmcli.data.dataset import Batches, input_specs
 from mmcli.evaluate import predict_probs
 from mmcli.files import atomic_write_text
 from mmcli.frozen import frozen_embeddings
@@ -31,11 +31,9 @@ MONITOR_MODE = {"val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
 AMP = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _vocab(cache) -> int | None:
-    from mmcli.text import load_tokenizer
-
-    tok_file = cache.dir / "tokenizer.json"
-    return load_tokenizer(tok_file).get_vocab_size() if tok_file.exists() else None
+def _states(cache) -> dict:
+    """{kind: its fitted state kept in the cache folder} (the tokenizer) for the cache's input kinds."""
+    return {k: cache.state(k) for k in {i["kind"] for i in cache.inputs}}
 
 
 def _tools(cfg: Config, device: str, dinfo: D.DistInfo) -> StepTools:
@@ -71,8 +69,9 @@ def _precompute(model, cache, cfg: Config, device: str, tools: StepTools) -> lis
     outputs of partly frozen encoders' frozen first blocks (`model.unfreeze_last`). Sets `tools.cached` and returns
     the inputs those tables cover (their raw data need not be loaded)."""
     # A frozen image encoder's output is reusable only when its pixels don't change from epoch to epoch.
-    kinds = {i["name"]: i["kind"] for i in cache.inputs}
-    reusable = [n for n in model.names if kinds[n] == "text" or not cfg.train.augment]
+    from mmcli import modalities
+
+    reusable = [n for n in model.names if not (cfg.train.augment and modalities.get(model.kinds[n]).augments)]
     frozen = [n for n in frozen_inputs(model) if n in reusable]
     prefixes = {n: k for n in reusable if n not in frozen and cfg.train.cache_prefix
                 and (k := getattr(model.encoders[n], "cacheable_prefix", lambda: 0)())}
@@ -96,15 +95,16 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None):
     `train_rows`: cache positions to train on (default: the train split)."""
     names = cache.meta["label_names"]
     # channels_last: conv backward runs ~25% faster on CPU in this layout (benchmarks/overhead.py)
-    model = build_model(cfg, cache.inputs, len(names), _vocab(cache)).to(device, memory_format=torch.channels_last)
-    specs = image_specs(model)
+    model = build_model(cfg, cache.inputs, len(names), states=_states(cache), multi_label=cache.multi_label)
+    model.to(device, memory_format=torch.channels_last)
+    specs = input_specs(model)
     tools = _tools(cfg, device, dinfo)
     frozen = _precompute(model, cache, cfg, device, tools)
     train_rows = cache.indices(0) if train_rows is None else train_rows
     tr = Batches(cache, train_rows, cfg.train.batch_size, specs, shuffle=True, augment=cfg.train.augment,
                  seed=cfg.train.seed, device=device, rank=dinfo.rank, world=dinfo.world, skip=set(frozen),
                  balanced=cfg.train.sampler == "weighted")
-    model.multi_label = tools.multi_label = cache.multi_label
+    tools.multi_label = cache.multi_label
     tools.aux_weight = cfg.train.aux_weight if model.aux is not None else 0.0
     # Late fusion trains its heads apart so that trainable encoders don't co-adapt; over frozen encoders only, joint
     # training is a plain linear model over fixed features, which does better (benchmarks/sample_accuracy.py).
@@ -265,7 +265,7 @@ def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str, 
 
     load_weights(model, run / "model.safetensors")
     names = cache.meta["label_names"]
-    specs = image_specs(model)
+    specs = input_specs(model)
     metrics: dict = {"best_epoch": state.best_epoch, "epochs_run": state.epoch, "monitor": cfg.train.monitor}
     cached, skip = (tools.cached, set(tools.frozen)) if tools else (None, set())
 

@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import torch
 
-from mmcli.data.dataset import Batches, image_specs
+from mmcli.data.dataset import Batches, input_specs
 from mmcli.files import WriteFailed, save_npy
 from mmcli.progress import info
 
@@ -26,13 +26,15 @@ def _weights_digest(module: torch.nn.Module) -> str:
 
 
 def _key(cache, name: str, enc: torch.nn.Module, k: int = 0) -> str:
-    """What a frozen encoder's table depends on: its input data (the image column's fingerprint, or the token ids),
+    """What a frozen encoder's table depends on: its input data (its kind's `table_key`: an image column's
+    fingerprint, a hash of the token ids ...),
     which rows are valid, the encoder's own preprocessing and its weights (for a prefix table: k and the weights of
     the first k blocks only). Other settings (fusion, seed, learning rate, other columns) may change freely without
     invalidating it."""
-    kind = next(i["kind"] for i in cache.inputs if i["name"] == name)
-    data = (cache.meta["image_fingerprints"][name] if kind == "image"
-            else hashlib.blake2b(np.ascontiguousarray(cache.tokens[name]).tobytes(), digest_size=16).hexdigest())
+    from mmcli import modalities
+
+    inp = next(i for i in cache.inputs if i["name"] == name)
+    data = modalities.get(inp["kind"]).table_key(cache, inp)
     valid = hashlib.blake2b(np.ascontiguousarray(cache.valid).tobytes(), digest_size=16).hexdigest()
     prep = [getattr(enc, a, None) for a in ("mean", "std", "image_size", "pooling")]
     weights = _weights_digest(torch.nn.ModuleList(enc.blocks()[:k])) if k else _weights_digest(enc)
@@ -50,7 +52,7 @@ def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: s
 
     The table is kept in the cache folder, keyed by its input data and the encoder (`_key`), so the next
     run over the same data and encoder (another fusion, seed or learning rate) skips the encoder entirely."""
-    specs = image_specs(model)
+    specs = input_specs(model)
     idx = cache.indices()
     prefixes = prefixes or {}
     out = {}

@@ -22,6 +22,7 @@ class LoadedRun:
     device: str
     inputs: list[dict]
     thresholds: list[float] | None = None  # multi-label: per-label decision thresholds tuned on validation
+    states: dict | None = None  # {kind: fitted state}: the tokenizer under "text"
 
 
 def resolve_device(name: str) -> str:
@@ -41,16 +42,21 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def run_inputs(cfg: Config) -> list[dict]:
-    return [{"name": c, "kind": "image"} for c in cfg.data.image_columns or []] + [
-        {"name": c, "kind": "text"} for c in cfg.data.text_columns or []
+def run_inputs(run: Path, cfg: Config) -> list[dict]:
+    """The run's inputs with their fitted statistics (inputs.json); runs saved before it existed had image and
+    text columns only, named in their config."""
+    f = run / "inputs.json"
+    if f.exists():
+        return json.loads(f.read_text(encoding="utf-8"))
+    return [{"name": c, "kind": "image", "columns": [c]} for c in cfg.data.image_columns or []] + [
+        {"name": c, "kind": "text", "columns": [c]} for c in cfg.data.text_columns or []
     ]
 
 
 def load_run(run: Path, device: str | None = None) -> LoadedRun:
+    from mmcli import modalities
     from mmcli.models.classifier import build_model
     from mmcli.runs import load_weights
-    from mmcli.text import load_tokenizer
 
     try:
         saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
@@ -61,20 +67,17 @@ def load_run(run: Path, device: str | None = None) -> LoadedRun:
         # runs saved before `model.cnn_widths` existed were trained with the widths of that time
         saved["model"].setdefault("cnn_widths", [32, 64, 128, 128])
     cfg = load_config(base=saved)
-    tok_file = run / "tokenizer" / "tokenizer.json"
-    tokenizer = load_tokenizer(tok_file) if tok_file.exists() else None
-    vocab = tokenizer.get_vocab_size() if tokenizer else None
-    inputs = run_inputs(cfg)
-    model = build_model(cfg, inputs, len(labels), vocab)
+    inputs = run_inputs(run, cfg)
+    states = {k: modalities.get(k).load_state(run, run=True) for k in {i["kind"] for i in inputs}}
+    model = build_model(cfg, inputs, len(labels), states=states, multi_label=cfg.data.multi_label == "true")
     load_weights(model, run / "model.safetensors")
-    model.multi_label = cfg.data.multi_label == "true"
     thresholds = None
     if model.multi_label and (run / "thresholds.json").exists():
         saved = json.loads((run / "thresholds.json").read_text(encoding="utf-8"))
         thresholds = [float(saved.get(n, 0.5)) for n in labels]
     dev = resolve_device(device or cfg.train.device)
     model.to(dev).eval()
-    return LoadedRun(run, cfg, labels, tokenizer, model, dev, inputs, thresholds)
+    return LoadedRun(run, cfg, labels, states.get("text"), model, dev, inputs, thresholds, states)
 
 
 def prepare_csv(loaded: LoadedRun, csv: Path, need_label: bool, cache_dir: Path | None = None,
@@ -87,16 +90,22 @@ def prepare_csv(loaded: LoadedRun, csv: Path, need_label: bool, cache_dir: Path 
     from mmcli.data.cache import build_cache, check_bad_share
     from mmcli.data.manifest import read_manifest
 
+    from mmcli.progress import warn
+
+    # the run's own inputs, not ones inferred again from this data (which may hold other columns)
+    loaded.cfg.data.inputs = {c: i["kind"] for i in loaded.inputs for c in i.get("columns") or [i["name"]]}
     man = read_manifest(csv, loaded.cfg.data, need_label=need_label, fmt=fmt)
     if not need_label:
         man.label_column = None
         man.split_column = None
-    cache, bad, _ = build_cache(man, loaded.cfg, cache_dir, tokenizer=loaded.tokenizer, label_names=loaded.labels)
+    cache, bad, _ = build_cache(man, loaded.cfg, cache_dir, states=loaded.states, label_names=loaded.labels,
+                                fitted=loaded.inputs)
+    for inp in cache.inputs:
+        if inp.get("unknown"):
+            warn(f"{inp['name']}: {inp['unknown']} row(s) hold a category never seen in training (read as unknown)")
     if enforce_bad_share:
         check_bad_share(bad, len(man.rows), loaded.cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv",
                         cache.meta.get("row_label", "row"))
     elif bad:
-        from mmcli.progress import warn
-
         warn(f"{len(bad)} of {len(man.rows)} rows could not be read; their output rows carry the reason")
     return cache, bad

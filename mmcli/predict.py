@@ -15,43 +15,36 @@ from mmcli.loading import LoadedRun, load_run, prepare_csv
 
 
 def _single_batch(loaded: LoadedRun, values: dict[str, str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """{column: image path or text} -> (inputs of batch size 1, present `[1, M]`)."""
-    from mmcli import text as textlib
-    from mmcli.data.dataset import image_specs
-    from mmcli.vision import ImageProblem, load_image, normalize, resize_crop
+    """{column: cell (an image or audio path, a text, a number, a category)} -> (inputs of batch size 1, present
+    `[1, M]`); each input is prepared by its kind (mmcli/modalities/), as the cache and batches prepare it."""
+    from mmcli import modalities
+    from mmcli.data.dataset import input_specs
 
-    specs = image_specs(loaded.model)
-    cfg = loaded.cfg
+    specs = input_specs(loaded.model)
     inputs, present = {}, []
     for inp in loaded.inputs:
-        name, value = inp["name"], values.get(inp["name"], "")
-        present.append(bool(value))
-        if inp["kind"] == "image":
-            img = torch.zeros(3, cfg.data.image_size, cfg.data.image_size, dtype=torch.uint8)
-            if value:
-                try:
-                    img = resize_crop(load_image(value, cfg.data.max_image_pixels), cfg.data.image_size)
-                except ImageProblem as exc:
-                    raise DataError(f"{value}: {exc}") from None
-            if img.shape[-1] != specs[name].size:  # same order as batches: resize uint8, then normalise
-                from torchvision.transforms.v2 import functional as F
-
-                img = F.resize(img, [specs[name].size, specs[name].size], antialias=True)
-            inputs[name] = normalize(img.unsqueeze(0), specs[name].mean, specs[name].std).to(loaded.device)
-        else:
-            ids = textlib.encode(loaded.tokenizer, [value], cfg.data.max_tokens)
-            inputs[name] = torch.from_numpy(ids.astype(np.int64)).to(loaded.device)
+        kind = modalities.get(inp["kind"])
+        cols = modalities.columns(inp)
+        has = any(not kind.is_missing(values.get(c, "")) for c in cols)
+        present.append(has)
+        state, spec = (loaded.states or {}).get(inp["kind"]), specs[inp["name"]]
+        # an absent input still needs a tensor of its shape: the model swaps its embedding for the missing one
+        x = kind.encode_one(values, inp, state, loaded.cfg.data, spec) if has else \
+            kind.batch(kind.empty(inp, state, loaded.cfg.data), np.array([0]), spec, "cpu", False)
+        inputs[inp["name"]] = x.to(loaded.device)
     if not any(present):
-        raise UsageError("give at least one input: an image path and/or a text "
-                         f"(this model takes {', '.join(i['name'] + ' (' + i['kind'] + ')' for i in loaded.inputs)})")
+        takes = ", ".join(f"{c} ({i['kind']})" for i in loaded.inputs for c in modalities.columns(i))
+        raise UsageError(f"give at least one input (this model takes {takes})")
     return inputs, torch.tensor([present], device=loaded.device)
 
 
 def assign_inputs(loaded: LoadedRun, image: str | None, text: str | None, extra: dict[str, str]) -> dict[str, str]:
     """Map the positional image/text onto the first image/text column; `extra` names columns explicitly."""
+    from mmcli import modalities
+
     values = dict(extra)
-    names = {i["name"] for i in loaded.inputs}
-    unknown = set(values) - names
+    names = [c for i in loaded.inputs for c in modalities.columns(i)]
+    unknown = set(values) - set(names)
     if unknown:
         raise UsageError(f"unknown input column(s) {', '.join(sorted(unknown))}; this model takes {', '.join(names)}")
     for kind, value in (("image", image), ("text", text)):
@@ -89,7 +82,7 @@ def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: 
     """Predict every row of `csv_path` (any supported format, see mmcli/data/formats.py); write one output row per
     input row, in input order, `row` numbered as the format counts them. Rows that could not be read keep their
     place with an empty prediction and the reason in `error`."""
-    from mmcli.data.dataset import Batches, image_specs
+    from mmcli.data.dataset import Batches, input_specs
     from mmcli.evaluate import predict_probs
 
     loaded = load_run(run)
@@ -97,7 +90,7 @@ def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: 
     idx = cache.indices()
     if len(idx) == 0:
         raise DataError(f"{csv_path}: no usable rows (see {cache.dir / 'bad_rows.csv'})")
-    batches = Batches(cache, idx, batch_size or loaded.cfg.train.batch_size * 2, image_specs(loaded.model),
+    batches = Batches(cache, idx, batch_size or loaded.cfg.train.batch_size * 2, input_specs(loaded.model),
                       device=loaded.device)
     probs, _, positions = predict_probs(loaded.model, batches)
     by_pos = {int(p): probs[k] for k, p in enumerate(positions)}

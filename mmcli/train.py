@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mmcli import distributed as D
+from mmcli import modalities
 from mmcli.config import Config, dump_config, load_config
 from mmcli.data.cache import build_cache, check_bad_share
 from mmcli.data.manifest import read_manifest
@@ -38,9 +39,11 @@ def _pretrained_tokenizer(cfg: Config):
 
 def _prepare(csv_path: Path, cfg: Config, cache_dir: Path | None):
     man = read_manifest(csv_path, cfg.data, need_label=True)
+    # saved resolved: the run's config.yaml names every input column with its kind
+    cfg.data.inputs = man.kinds
     cfg.data.image_columns, cfg.data.text_columns = man.image_columns, man.text_columns
     tokenizer = _pretrained_tokenizer(cfg)
-    cache, bad, reused = build_cache(man, cfg, cache_dir, tokenizer=tokenizer)
+    cache, bad, reused = build_cache(man, cfg, cache_dir, states={"text": tokenizer} if tokenizer else None)
     cfg.data.multi_label = "true" if cache.multi_label else "false"  # saved resolved: predict needs no guessing
     check_bad_share(bad, len(man.rows), cfg.data.max_bad_fraction, cache.dir / "bad_rows.csv",
                     cache.meta.get("row_label", "row"))
@@ -89,9 +92,12 @@ def _write_run_files(run: Path, cfg: Config, csv_path: Path, cache) -> None:
     atomic_write_text(run / "config.yaml", dump_config(cfg))
     write_json(run / "labels.json", cache.meta["label_names"])
     atomic_write_text(run / "run.yaml", yaml.safe_dump({"csv": str(csv_path.resolve()), "cache": str(cache.dir)}))
-    if (cache.dir / "tokenizer.json").exists():
-        (run / "tokenizer").mkdir(exist_ok=True)
-        shutil.copyfile(cache.dir / "tokenizer.json", run / "tokenizer" / "tokenizer.json")
+    write_json(run / "inputs.json", cache.inputs)  # kinds, columns and fitted statistics (scalers, vocabularies)
+    for kind in {i["kind"] for i in cache.inputs}:  # kind-wide fitted state (the tokenizer), under its run path
+        for name, dest in modalities.get(kind).state_files.items():
+            if (cache.dir / name).exists():
+                (run / dest).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cache.dir / name, run / dest)
     shutil.copyfile(cache.dir / "bad_rows.csv", run / "bad_rows.csv")
 
 

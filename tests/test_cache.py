@@ -9,7 +9,8 @@ import pytest
 from helpers import make_dataset, write_csv, write_png
 
 from mmcli.config import load_config
-from mmcli.data import cache as cache_mod
+from mmcli.data import cache as cache_mod  # noqa: F401
+from mmcli.data import images as images_mod
 from mmcli.data.cache import build_cache, default_cache_dir
 from mmcli.data.manifest import read_manifest
 
@@ -27,7 +28,7 @@ def forbid_decoding(monkeypatch) -> None:
     def boom(*a, **k):
         raise AssertionError("images were decoded again")
 
-    monkeypatch.setattr(cache_mod, "decode_column", boom)
+    monkeypatch.setattr(images_mod, "decode_column", boom)
 
 
 def test_cache_contents(dataset, tiny_cfg, tmp_path):
@@ -111,13 +112,13 @@ def test_text_setting_change_reuses_images(dataset, tiny_sets, tmp_path, monkeyp
 def test_image_setting_change_rebuilds_images(dataset, tiny_sets, tmp_path, setting, monkeypatch):
     build(dataset, cfg_with(tiny_sets), tmp_path / "c")
     calls = []
-    real = cache_mod.decode_column
+    real = images_mod.decode_column
 
     def spy(*a, **k):
         calls.append(a)
         return real(*a, **k)
 
-    monkeypatch.setattr(cache_mod, "decode_column", spy)
+    monkeypatch.setattr(images_mod, "decode_column", spy)
     cache, bad, reused = build(dataset, cfg_with(tiny_sets, setting, "data.max_bad_fraction=1"), tmp_path / "c")
     assert not reused and len(calls) == 1
     if setting == "data.image_size=8":

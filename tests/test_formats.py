@@ -133,7 +133,7 @@ def test_parquet_cache_reused_until_an_image_byte_changes(tmp_path):
     write_parquet(pq_path, {"image": images, "text": [r["text"] for r in rows], "label": [r["label"] for r in rows]},
                   row_group_size=7)
     rebuilt = cache_of(pq_path, tmp_path / "c")
-    assert rebuilt.meta["image_fingerprints"] != first.meta["image_fingerprints"]
+    assert rebuilt.meta["fingerprints"] != first.meta["fingerprints"]
     new = np.array(rebuilt.images["image"])
     assert (new[4] == 0).all() and not (old[4] == 0).all()
     np.testing.assert_array_equal(np.delete(new, 4, 0), np.delete(old, 4, 0))

@@ -44,12 +44,41 @@ def test_image_paths_left_out_of_image_columns_are_not_text(tmp_path):
     assert man.text_columns == ["photo", "caption"]
 
 
-def test_numeric_columns_are_ignored(tmp_path):
-    path = write_csv(tmp_path / "m.csv", ["image", "price", "text", "label"],
-                     [["a.png", "1.5", "x", "a"], ["b.png", "", "y", "b"], ["c.png", "3", "z", "a"]])
+def test_numeric_columns_form_one_numeric_input(tmp_path):
+    path = write_csv(tmp_path / "m.csv", ["image", "price", "text", "age", "label"],
+                     [["a.png", "1.5", "x", "3", "a"], ["b.png", "", "y", "nan", "b"], ["c.png", "3", "z", "1e2", "a"]])
     man = manifest(path)
-    assert man.ignored_columns == ["price"]
+    assert man.ignored_columns == []
     assert man.text_columns == ["text"]
+    assert {"name": "numeric", "kind": "numeric", "columns": ["price", "age"]} in man.input_list
+    assert man.kinds == {"image": "image", "price": "numeric", "age": "numeric", "text": "text"}
+
+
+def test_id_like_numeric_columns_stay_ignored(tmp_path):
+    rows = [[i, 100 + i, f"{i % 7}.5", f"w{i}", "ab"[i % 2]] for i in range(30)]
+    path = write_csv(tmp_path / "m.csv", ["row_id", "counter", "x", "text", "label"], rows)
+    man = manifest(path)
+    assert man.ignored_columns == ["row_id", "counter"]  # named like an id; distinct increasing integers
+    assert man.columns_of("numeric") == ["x"]
+
+
+def test_repeated_strings_are_categorical_and_the_rest_text(tmp_path):
+    rows = [[["fr", "de", "uk"][i % 3], f"caption {i}", "ab"[i % 2]] for i in range(30)]
+    path = write_csv(tmp_path / "m.csv", ["country", "caption", "label"], rows)
+    man = manifest(path)
+    assert man.kinds == {"country": "categorical", "caption": "text"}
+    assert manifest(path, "data.max_categories=2").kinds["country"] == "text"  # too many distinct values
+
+
+def test_explicit_inputs_take_every_column_as_named(tmp_path):
+    rows = [[["fr", "de", "uk"][i % 3], f"{i}", "ab"[i % 2]] for i in range(30)]
+    path = write_csv(tmp_path / "m.csv", ["country", "n", "label"], rows)
+    man = manifest(path, "data.inputs={country: text, n: categorical}")
+    assert man.kinds == {"country": "text", "n": "categorical"}
+    with pytest.raises(UsageError, match="unknown input kind 'video'; valid kinds: image, "):
+        manifest(path, "data.inputs={country: video}")
+    with pytest.raises(UsageError, match="input column 'nope' not in the manifest"):
+        manifest(path, "data.inputs={nope: text}")
 
 
 def test_all_empty_column_is_ignored(tmp_path):
@@ -101,7 +130,7 @@ def test_unknown_column_errors(tmp_path, key):
 
 def test_no_input_columns(tmp_path):
     path = write_csv(tmp_path / "m.csv", ["id", "label"], [["1", "a"]])
-    with pytest.raises(UsageError, match="no image or text input columns"):
+    with pytest.raises(UsageError, match="found no input columns among id, label"):
         manifest(path)
 
 

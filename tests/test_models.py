@@ -5,6 +5,8 @@ Tiny widths (16) and 16x16 images keep every model fast on CPU.
 
 from __future__ import annotations
 
+from mmcli.models.classifier import encoder_settings, fusion_settings  # noqa: F401
+
 import itertools
 
 import pytest
@@ -81,7 +83,7 @@ def test_every_combination_gives_finite_logits_with_missing_modalities(image, te
                 for i in INPUTS}
     dims = {n: e.out_dim for n, e in encoders.items()}
     for fusion in ALL_FUSIONS:
-        fuse = FUSIONS.build(fusion, dims=dims, num_classes=CLASSES, cfg=cfg)
+        fuse = FUSIONS.build(fusion, dims=dims, num_classes=CLASSES, embed_dim=cfg.model.embed_dim)
         model = MultimodalClassifier(encoders, fuse, CLASSES, hidden_dim=16, dropout=0.0)
         x = fake_batch(model, batch=len(present))
         for train in (True, False):
@@ -153,18 +155,18 @@ def test_resnet_loads_a_local_weights_file_at_native_width(tmp_path):
     reference = torchvision.models.resnet18(weights=None)
     torch.save(reference.state_dict(), tmp_path / "r18.pth")
     enc = IMAGE_ENCODERS.build("resnet18", embed_dim=16, image_size=32,
-                               cfg=tiny_cfg(image_weights=str(tmp_path / "r18.pth")))
+                               image_weights=str(tmp_path / "r18.pth"))
     assert enc.pretrained and enc.out_dim == 512
     torch.testing.assert_close(enc.trunk.conv1.weight, reference.conv1.weight)
     with pytest.raises(UsageError, match="not found"):
-        IMAGE_ENCODERS.build("resnet18", cfg=tiny_cfg(image_weights=str(tmp_path / "missing.pth")))
+        IMAGE_ENCODERS.build("resnet18", image_weights=str(tmp_path / "missing.pth"))
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(UsageError, match="does not fit"):
-        IMAGE_ENCODERS.build("resnet18", cfg=tiny_cfg(image_weights=str(tmp_path / "bad.pth")))
+        IMAGE_ENCODERS.build("resnet18", image_weights=str(tmp_path / "bad.pth"))
 
 
 def test_vit_rounds_its_input_size_to_whole_patches():
-    enc = IMAGE_ENCODERS.build("vit", embed_dim=16, image_size=60, cfg=tiny_cfg(vit_hidden=32, vit_layers=1))
+    enc = IMAGE_ENCODERS.build("vit", embed_dim=16, image_size=60, vit_hidden=32, vit_layers=1)
     assert enc.image_size == 56 and enc.out_dim == 16
     assert enc(torch.randn(2, 3, 56, 56)).shape == (2, 16)
 
@@ -179,7 +181,7 @@ def test_masking_fusions_ignore_absent_modalities(fusion):
     """Changing an absent modality's embedding must not change the output of a row that has other modalities."""
     torch.manual_seed(0)
     dims, embs = _embs()
-    fuse = FUSIONS.build(fusion, dims=dims, num_classes=3, cfg=tiny_cfg()).eval()
+    fuse = FUSIONS.build(fusion, dims=dims, num_classes=3, **fusion_settings(tiny_cfg())).eval()
     present = torch.tensor([[1, 0, 1]] * 5, dtype=torch.bool)
     other = dict(embs, b=torch.randn(5, 4) * 10)
     torch.testing.assert_close(fuse(embs, present), fuse(other, present))
@@ -259,7 +261,7 @@ def test_unfreeze_last_skips_blocks_without_parameters(tmp_path):
     import torchvision
 
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
-    enc = IMAGE_ENCODERS.build("resnet18", image_size=32, cfg=tiny_cfg(image_weights=str(tmp_path / "r18.pth")))
+    enc = IMAGE_ENCODERS.build("resnet18", image_size=32, image_weights=str(tmp_path / "r18.pth"))
     enc.freeze(unfreeze_last=1)
     trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
     assert trainable == {n for n, _ in enc.named_parameters() if n.startswith("trunk.layer4.1.")}

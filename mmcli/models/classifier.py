@@ -8,21 +8,25 @@ from torch import nn
 
 from mmcli.models.encoder import apply_finetuning
 from mmcli.models.fusion import FUSIONS
-from mmcli.models.image import IMAGE_ENCODERS
-from mmcli.models.text import TEXT_ENCODERS
+from mmcli.models import image, text  # noqa: F401  (registers the image and text encoders)
 
 
 class MultimodalClassifier(nn.Module):
     """`inputs {name: tensor}` + presence `[B, M]` -> logits `[B, C]`.
 
-    Image inputs are float `[B, 3, H, W]`, text inputs int64 ids `[B, L]`. A modality that a row lacks (present
+    Each input is what its kind's batches make (mmcli/modalities/): image float `[B, 3, H, W]`, text int64 ids
+    `[B, L]`, numeric float `[B, F]` (NaN missing), categorical int64 `[B]`, audio float `[B, n_mels, T]`. A modality that a row lacks (present
     False) is replaced by a learned "missing" embedding before fusion.
     """
 
     def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, num_classes: int, hidden_dim: int = 256,
-                 dropout: float = 0.2, aux_heads: bool = False):
+                 dropout: float = 0.2, aux_heads: bool = False, kinds: dict[str, str] | None = None,
+                 multi_label: bool = False):
         super().__init__()
         self.names = list(encoders)
+        # input kind per name: the data side asks each kind how to prepare the input (mmcli/modalities/)
+        self.kinds = dict(kinds or {n: e.kind for n, e in encoders.items()})
+        self.multi_label = multi_label  # sigmoid per label instead of a softmax (set from the data)
         self.encoders = nn.ModuleDict(encoders)
         self.missing = nn.ParameterDict({n: nn.Parameter(torch.zeros(e.out_dim)) for n, e in encoders.items()})
         self.fusion = fusion
@@ -84,35 +88,62 @@ class MultimodalClassifier(nn.Module):
         return logits, {n: head(embs[n]) for n, head in (self.aux or {}).items()}
 
 
-def build_encoder(kind: str, name: str, cfg, vocab_size: int | None, column: str | None = None) -> nn.Module:
-    """One encoder from config, with `model.freeze` / `model.unfreeze_last` applied. `kind`: "image" or "text"."""
-    if kind == "image":
-        enc = IMAGE_ENCODERS.build(name, embed_dim=cfg.model.embed_dim, image_size=cfg.data.image_size, cfg=cfg)
-    else:
-        enc = TEXT_ENCODERS.build(name, vocab_size=vocab_size, embed_dim=cfg.model.embed_dim,
-                                  max_tokens=cfg.data.max_tokens, cfg=cfg)
+# model settings every encoder builder may take by name (a builder ignores the ones it does not use)
+ENCODER_SETTINGS = ("embed_dim", "cnn_widths", "vit_patch", "vit_layers", "vit_hidden", "image_weights",
+                    "text_weights", "text_pooling", "text_layers")
+
+
+def encoder_settings(cfg) -> dict:
+    """The model settings encoder builders take by keyword, from a config."""
+    return {k: getattr(cfg.model, k) for k in ENCODER_SETTINGS}
+
+
+def fusion_settings(cfg) -> dict:
+    """The model settings fusion builders take by keyword, from a config."""
+    m = cfg.model
+    return {"fusion_dim": m.fusion_dim, "embed_dim": m.embed_dim, "dropout": m.dropout, "lmf_rank": m.lmf_rank}
+
+
+def build_encoder(kind: str, name: str, cfg, vocab_size: int | None = None, column: str | None = None,
+                  inp: dict | None = None, state=None) -> nn.Module:
+    """One encoder of input kind `kind` from config, with `model.freeze` / `model.unfreeze_last` applied. The
+    builder gets explicit keyword arguments: the model settings and what the input's kind says it needs (vocabulary
+    size, feature count ...; `inp`: the input with its fitted fields, `state`: its kind's fitted state)."""
+    from mmcli import modalities
+    from mmcli.models.registry import encoders_for
+
+    inp = inp or {"name": column, "kind": kind, "columns": [column]}
+    kwargs = encoder_settings(cfg)
+    kwargs.update(modalities.get(kind).encoder_args(inp, state, cfg.data))
+    if vocab_size is not None:
+        kwargs["vocab_size"] = vocab_size
+    enc = encoders_for(kind).build(name, **kwargs)
     apply_finetuning(enc, cfg, column, name, kind)
     return enc
 
 
-def build_model(cfg, inputs: list[dict], num_classes: int, vocab_size: int | None) -> MultimodalClassifier:
-    """`inputs`: [{"name": column, "kind": "image" | "text"}] in the cache's order."""
+def build_model(cfg, inputs: list[dict], num_classes: int, vocab_size: int | None = None,
+                states: dict | None = None, multi_label: bool = False) -> MultimodalClassifier:
+    """`inputs`: [{"name", "kind", "columns", ...fitted fields}] in the cache's order; `states` {kind: fitted
+    state} (the tokenizer; `vocab_size` alone does for text)."""
+    from mmcli import modalities
     from mmcli.errors import UsageError
 
     unknown = set(cfg.model.encoders) - {i["name"] for i in inputs}
     if unknown:
-        raise UsageError(f"config key 'model.encoders' names unknown column(s): {', '.join(sorted(unknown))}; "
-                         f"input columns are: {', '.join(i['name'] for i in inputs)}")
+        raise UsageError(f"config key 'model.encoders' names unknown input(s): {', '.join(sorted(unknown))}; "
+                         f"inputs are: {', '.join(i['name'] for i in inputs)}")
     encoders = {}
     for inp in inputs:
-        default = cfg.model.image_encoder if inp["kind"] == "image" else cfg.model.text_encoder
-        name = cfg.model.encoders.get(inp["name"], default)
-        encoders[inp["name"]] = build_encoder(inp["kind"], name, cfg, vocab_size, column=inp["name"])
+        name = cfg.model.encoders.get(inp["name"]) or modalities.get(inp["kind"]).default_encoder(cfg.model)
+        encoders[inp["name"]] = build_encoder(inp["kind"], name, cfg, vocab_size, inp["name"], inp,
+                                              (states or {}).get(inp["kind"]))
     dims = {n: e.out_dim for n, e in encoders.items()}
-    fusion = FUSIONS.build(cfg.model.fusion, dims=dims, num_classes=num_classes, cfg=cfg)
-    aux = (getattr(getattr(cfg, "train", None), "aux_weight", 0.0) > 0 and len(encoders) > 1
+    fusion = FUSIONS.build(cfg.model.fusion, dims=dims, num_classes=num_classes, **fusion_settings(cfg))
+    aux = (cfg.train.aux_weight > 0 and len(encoders) > 1
            and not getattr(fusion, "separate_heads", False))  # late fusion's own heads already train alone
-    return MultimodalClassifier(encoders, fusion, num_classes, cfg.model.hidden_dim, cfg.model.dropout, aux)
+    return MultimodalClassifier(encoders, fusion, num_classes, cfg.model.hidden_dim, cfg.model.dropout, aux,
+                                kinds={i["name"]: i["kind"] for i in inputs}, multi_label=multi_label)
 
 
 def frozen_inputs(model: MultimodalClassifier) -> list[str]:

@@ -32,6 +32,7 @@ class Encoder(nn.Module):
     Subclasses set `out_dim` (and, for images, `image_size`, `mean`, `std`) and may override `blocks()`.
     """
 
+    kind: str = ""  # the input kind it reads (mmcli/modalities/): image, text, numeric, categorical, audio
     pretrained: bool = False  # True when the weights came from a pretrained checkpoint (lower learning rate)
     out_dim: int
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmcli.models.encoder import model_opt, num_heads
+from mmcli.models.encoder import num_heads
 from mmcli.models.registry import FUSIONS
 
 __all__ = [
@@ -29,9 +29,9 @@ def _projections(dims: dict[str, int], width: int) -> nn.ModuleDict:
     return nn.ModuleDict({n: nn.Linear(d, width) for n, d in dims.items()})
 
 
-def _width(cfg: object, dims: dict[str, int]) -> int:
+def _width(fusion_dim: int, embed_dim: int, dims: dict[str, int]) -> int:
     """Common width F of the fusions that project: model.fusion_dim, else model.embed_dim, else the widest input."""
-    return int(model_opt(cfg, "fusion_dim", 0) or model_opt(cfg, "embed_dim", 0) or max(dims.values()))
+    return int(fusion_dim or embed_dim or max(dims.values()))
 
 
 class ConcatFusion(nn.Module):
@@ -194,36 +194,41 @@ def build_concat(dims: dict[str, int], **_: object) -> ConcatFusion:
 
 
 @FUSIONS.register("sum")
-def build_sum(dims: dict[str, int], cfg: object = None, **_: object) -> SumFusion:
+def build_sum(dims: dict[str, int], fusion_dim: int = 0, embed_dim: int = 0, dropout: float = 0.1,
+                **_: object) -> SumFusion:
     """Project each embedding to a common width and add them."""
-    return SumFusion(dims, _width(cfg, dims))
+    return SumFusion(dims, _width(fusion_dim, embed_dim, dims))
 
 
 @FUSIONS.register("product")
-def build_product(dims: dict[str, int], cfg: object = None, **_: object) -> ProductFusion:
+def build_product(dims: dict[str, int], fusion_dim: int = 0, embed_dim: int = 0, dropout: float = 0.1,
+                **_: object) -> ProductFusion:
     """Element-wise product of tanh projections (Kim et al. 2017)."""
-    return ProductFusion(dims, _width(cfg, dims))
+    return ProductFusion(dims, _width(fusion_dim, embed_dim, dims))
 
 
 @FUSIONS.register("gated")
-def build_gated(dims: dict[str, int], cfg: object = None, **_: object) -> GatedFusion:
+def build_gated(dims: dict[str, int], fusion_dim: int = 0, embed_dim: int = 0, dropout: float = 0.1,
+                **_: object) -> GatedFusion:
     """Gated Multimodal Unit (Arevalo et al. 2017), softmax gate over modalities."""
-    return GatedFusion(dims, _width(cfg, dims))
+    return GatedFusion(dims, _width(fusion_dim, embed_dim, dims))
 
 
 @FUSIONS.register("attention")
-def build_attention(dims: dict[str, int], cfg: object = None, **_: object) -> AttentionFusion:
+def build_attention(dims: dict[str, int], fusion_dim: int = 0, embed_dim: int = 0, dropout: float = 0.1,
+                **_: object) -> AttentionFusion:
     """One Transformer layer over modality tokens, absent ones masked."""
-    return AttentionFusion(dims, _width(cfg, dims), dropout=float(model_opt(cfg, "dropout", 0.1)))
+    return AttentionFusion(dims, _width(fusion_dim, embed_dim, dims), dropout=dropout)
 
 
 @FUSIONS.register("lmf")
-def build_lmf(dims: dict[str, int], cfg: object = None, **_: object) -> LowRankFusion:
+def build_lmf(dims: dict[str, int], fusion_dim: int = 0, embed_dim: int = 0, lmf_rank: int = 4,
+                **_: object) -> LowRankFusion:
     """Low-rank multimodal fusion (Liu et al. 2018), rank model.lmf_rank (4)."""
-    return LowRankFusion(dims, _width(cfg, dims), rank=int(model_opt(cfg, "lmf_rank", 4)))
+    return LowRankFusion(dims, _width(fusion_dim, embed_dim, dims), rank=lmf_rank)
 
 
 @FUSIONS.register("late")
-def build_late(dims: dict[str, int], num_classes: int, cfg: object = None, **_: object) -> LateFusion:
+def build_late(dims: dict[str, int], num_classes: int, dropout: float = 0.0, **_: object) -> LateFusion:
     """Late fusion: a linear head per modality trained alone; logits weighted (fitted on val) over present ones."""
-    return LateFusion(dims, num_classes, dropout=float(model_opt(cfg, "dropout", 0.0)))
+    return LateFusion(dims, num_classes, dropout=dropout)

@@ -24,6 +24,8 @@ __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_ENCODERS", "ResNetEncoder", "
 class SmallCNN(Encoder):
     """Conv-BN-ReLU-MaxPool blocks, global average pool, linear projection to `out_dim`."""
 
+    kind = "image"
+
     def __init__(self, out_dim: int = 128, widths: tuple[int, ...] = (8, 16, 32, 64), image_size: int = 64):
         super().__init__()
         layers, c_in = [], 3
@@ -46,10 +48,10 @@ class SmallCNN(Encoder):
 
 
 @IMAGE_ENCODERS.register("cnn")
-def build_cnn(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **_: object) -> SmallCNN:
+def build_cnn(embed_dim: int = 128, image_size: int = 64, cnn_widths: tuple[int, ...] = (8, 16, 32, 64),
+              **_: object) -> SmallCNN:
     """Small CNN trained from scratch (fast on CPU); `model.cnn_widths` sets its blocks."""
-    widths = tuple(int(w) for w in model_opt(cfg, "cnn_widths", (8, 16, 32, 64)))
-    return SmallCNN(embed_dim, widths=widths, image_size=image_size)
+    return SmallCNN(embed_dim, widths=tuple(int(w) for w in cnn_widths), image_size=image_size)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -75,6 +77,8 @@ class ResNetEncoder(Encoder):
     From scratch it projects to `embed_dim`; loaded from a weights file it exposes its native width (512 or 2048) so
     that, frozen, its features are fixed and cacheable.
     """
+
+    kind = "image"
 
     def __init__(self, depth: int, out_dim: int | None, image_size: int, weights: str | None = None):
         super().__init__()
@@ -110,27 +114,29 @@ class ResNetEncoder(Encoder):
         return self.proj(self.trunk(x))
 
 
-def _resnet(depth: int, embed_dim: int, image_size: int, cfg: object) -> ResNetEncoder:
-    weights = model_opt(cfg, "image_weights", None)
+def _resnet(depth: int, embed_dim: int, image_size: int, weights: str | None) -> ResNetEncoder:
     return ResNetEncoder(depth, None if weights else embed_dim, image_size, weights)
 
 
 @IMAGE_ENCODERS.register("resnet18")
-def build_resnet18(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **_: object) -> ResNetEncoder:
+def build_resnet18(embed_dim: int = 128, image_size: int = 64, image_weights: str | None = None,
+                   **_: object) -> ResNetEncoder:
     """torchvision ResNet-18 (from scratch, or weights from model.image_weights)."""
-    return _resnet(18, embed_dim, image_size, cfg)
+    return _resnet(18, embed_dim, image_size, image_weights)
 
 
 @IMAGE_ENCODERS.register("resnet34")
-def build_resnet34(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **_: object) -> ResNetEncoder:
+def build_resnet34(embed_dim: int = 128, image_size: int = 64, image_weights: str | None = None,
+                   **_: object) -> ResNetEncoder:
     """torchvision ResNet-34 (from scratch, or weights from model.image_weights)."""
-    return _resnet(34, embed_dim, image_size, cfg)
+    return _resnet(34, embed_dim, image_size, image_weights)
 
 
 @IMAGE_ENCODERS.register("resnet50")
-def build_resnet50(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **_: object) -> ResNetEncoder:
+def build_resnet50(embed_dim: int = 128, image_size: int = 64, image_weights: str | None = None,
+                   **_: object) -> ResNetEncoder:
     """torchvision ResNet-50 (from scratch, or weights from model.image_weights)."""
-    return _resnet(50, embed_dim, image_size, cfg)
+    return _resnet(50, embed_dim, image_size, image_weights)
 
 
 class ViTEncoder(Encoder):
@@ -138,6 +144,8 @@ class ViTEncoder(Encoder):
 
     `image_size` is rounded down to a multiple of `patch_size`; the data pipeline resizes to it.
     """
+
+    kind = "image"
 
     def __init__(self, out_dim: int = 128, image_size: int = 64, patch_size: int = 8, layers: int = 4,
                  hidden: int = 128, heads: int = 4, mlp: int = 256, dropout: float = 0.0):
@@ -163,9 +171,8 @@ class ViTEncoder(Encoder):
 
 
 @IMAGE_ENCODERS.register("vit")
-def build_vit(embed_dim: int = 128, image_size: int = 64, cfg: object = None, **_: object) -> ViTEncoder:
+def build_vit(embed_dim: int = 128, image_size: int = 64, vit_patch: int = 8, vit_layers: int = 4,
+              vit_hidden: int = 128, **_: object) -> ViTEncoder:
     """Small Vision Transformer from scratch (patch 8, 4 layers, width 128)."""
-    hidden = int(model_opt(cfg, "vit_hidden", 128))
-    return ViTEncoder(embed_dim, image_size, patch_size=int(model_opt(cfg, "vit_patch", 8)),
-                      layers=int(model_opt(cfg, "vit_layers", 4)), hidden=hidden, heads=num_heads(hidden),
-                      mlp=2 * hidden)
+    return ViTEncoder(embed_dim, image_size, patch_size=vit_patch, layers=vit_layers, hidden=vit_hidden,
+                      heads=num_heads(vit_hidden), mlp=2 * vit_hidden)

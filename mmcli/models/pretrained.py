@@ -94,6 +94,8 @@ class EfficientNetLite(Encoder):
     127/255 and std 128/255 on the 0..1 scale.
     """
 
+    kind = "image"
+
     pretrained = True
 
     def __init__(self, variant: int = 0):
@@ -181,6 +183,8 @@ class HFImageEncoder(Encoder):
     Input `[B, 3, S, S]` normalised with the folder's preprocessor statistics -> `[B, D]`.
     """
 
+    kind = "image"
+
     pretrained = True
 
     def __init__(self, folder: Path):
@@ -204,9 +208,9 @@ class HFImageEncoder(Encoder):
 
 
 @IMAGE_ENCODERS.register("hf")
-def build_hf_image(cfg: object = None, **_: object) -> HFImageEncoder:
+def build_hf_image(image_weights: str | None = None, **_: object) -> HFImageEncoder:
     """Any local Hugging Face vision model folder (model.image_weights)."""
-    return HFImageEncoder(_local_folder(model_opt(cfg, "image_weights", None), "model.image_weights"))
+    return HFImageEncoder(_local_folder(image_weights, "model.image_weights"))
 
 
 def _check_tokenizer(folder: Path, vocab_size: int | None) -> None:
@@ -235,6 +239,8 @@ class HFTextEncoder(Encoder):
 
     ids `[B, L]` from the folder's own tokenizer; padding is the model's pad id (0 for BERT vocabularies).
     """
+
+    kind = "text"
 
     pretrained = True
 
@@ -310,10 +316,10 @@ def minilm_folder() -> Path:
 
 
 @TEXT_ENCODERS.register("hf")
-def build_hf_text(cfg: object = None, vocab_size: int | None = None, **_: object) -> HFTextEncoder:
+def build_hf_text(text_weights: str | None = None, text_pooling: str = "mean", vocab_size: int | None = None,
+                  **_: object) -> HFTextEncoder:
     """Any local Hugging Face text model folder (model.text_weights; pooling model.text_pooling)."""
-    folder = _local_folder(model_opt(cfg, "text_weights", None), "model.text_weights")
-    return HFTextEncoder(folder, model_opt(cfg, "text_pooling", "mean"), vocab_size)
+    return HFTextEncoder(_local_folder(text_weights, "model.text_weights"), text_pooling, vocab_size)
 
 
 @TEXT_ENCODERS.register("minilm")

@@ -27,6 +27,8 @@ __all__ = [
 class BagOfWords(Encoder):
     """Mean of learned token embeddings, then a linear layer with ReLU."""
 
+    kind = "text"
+
     def __init__(self, vocab_size: int, out_dim: int = 128):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, out_dim, padding_idx=0)
@@ -40,6 +42,8 @@ class BagOfWords(Encoder):
 
 class BiRNN(Encoder):
     """Bidirectional LSTM or GRU over learned embeddings; the last forward and backward states, concatenated."""
+
+    kind = "text"
 
     def __init__(self, vocab_size: int, out_dim: int = 128, embed_dim: int = 128, cell: str = "lstm"):
         super().__init__()
@@ -64,6 +68,8 @@ BiLSTM = BiRNN  # the original name
 class KimCNN(Encoder):
     """Parallel 1-D convolutions of several widths over word embeddings, max-pooled over time, concatenated and
     projected (Kim 2014, "Convolutional Neural Networks for Sentence Classification")."""
+
+    kind = "text"
 
     def __init__(self, vocab_size: int, out_dim: int = 128, embed_dim: int = 128, widths: tuple[int, ...] = (3, 4, 5),
                  filters: int = 64):
@@ -91,6 +97,8 @@ class KimCNN(Encoder):
 class TextTransformer(Encoder):
     """Transformer encoder from scratch (Vaswani et al. 2017): token + learned position embeddings, pre-norm layers
     with a padding mask, masked mean pool."""
+
+    kind = "text"
 
     def __init__(self, vocab_size: int, out_dim: int = 128, max_tokens: int = 32, layers: int = 2,
                  dropout: float = 0.1):
@@ -142,10 +150,10 @@ def build_text_cnn(vocab_size: int, embed_dim: int = 128, **_: object) -> KimCNN
 
 
 @TEXT_ENCODERS.register("transformer")
-def build_transformer(vocab_size: int, embed_dim: int = 128, max_tokens: int = 32, cfg: object = None,
+def build_transformer(vocab_size: int, embed_dim: int = 128, max_tokens: int = 32, text_layers: int = 2,
                       **_: object) -> TextTransformer:
     """Transformer encoder from scratch (2 layers, masked mean pool)."""
-    return TextTransformer(vocab_size, embed_dim, max_tokens, layers=int(model_opt(cfg, "text_layers", 2)))
+    return TextTransformer(vocab_size, embed_dim, max_tokens, layers=text_layers)
 
 
 from mmcli.models.pretrained import pretrained_tokenizer_path

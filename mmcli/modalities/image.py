@@ -1,0 +1,119 @@
+"""Image columns: file paths (or pictures stored in a Parquet file), decoded once into uint8 `[N, 3, S, S]`."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmcli.modalities.base import Modality, register
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+FORMAT_VERSION = 1  # bump when decoding or resizing changes, so cached pixels are rebuilt
+
+
+@dataclass
+class ImageSpec:
+    """What an image encoder wants: its input size and normalisation."""
+
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def looks_like_paths(values: list[str], extensions: tuple[str, ...]) -> bool:
+    """At least 80 % of the filled cells end with one of `extensions`."""
+    filled = [v for v in values if v]
+    return bool(filled) and sum(v.lower().endswith(extensions) for v in filled) >= 0.8 * len(filled)
+
+
+class Image(Modality):
+    kind = "image"
+    path_cells = True
+    augments = True
+    empty_what = "image path"
+
+    def detect(self, values: list[str], column: str) -> bool:
+        return looks_like_paths(values, IMAGE_EXTENSIONS)
+
+    def fingerprint(self, man: Any, inp: dict, dc: Any) -> str:
+        col = inp["name"]
+        # the manifest's folder too: relative cells name different files when the same text sits elsewhere
+        h = hashlib.sha256(f"v{FORMAT_VERSION}|{dc.image_size}|{dc.max_image_pixels}|{col}|{man.root.resolve()}"
+                           .encode())
+        blob = man.blobs.get(col)
+        if blob is not None:  # pictures stored in the file: the hash of their bytes, taken while reading
+            h.update(blob.digest.encode())
+        for i, row in enumerate(man.rows):
+            cell = row.get(col, "")
+            h.update(cell.encode() + b"\0")
+            if cell and (blob is None or not blob.has_bytes[i]):
+                try:
+                    st = man.resolve(cell).stat()
+                    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+                except OSError:
+                    h.update(b"missing")
+        return h.hexdigest()[:16]
+
+    def file_name(self, inp: dict) -> str:
+        return f"images_{inp['name']}.npy"
+
+    def build(self, man, inp, state, dc, folder: Path, reuse):
+        from mmcli.data.images import decode_column
+
+        col = inp["name"]
+        if reuse is not None:
+            return reuse, {}
+        blob = man.blobs.get(col)
+        paths = [] if blob else [man.resolve(r[col]) if r[col] else None for r in man.rows]
+        return decode_column(paths, dc.image_size, folder / self.file_name(inp), dc.workers, dc.max_image_pixels,
+                             col, blob, man.root)
+
+    def batch(self, array, pos, spec: ImageSpec, device, augment):
+        """uint8 rows -> float `[B, 3, size, size]`, normalised, randomly zoomed / shifted / flipped (`augment`)."""
+        import torch
+
+        from mmcli.vision import random_zoom_shift_flip
+        from mmcli.vision import normalize
+
+        x = torch.from_numpy(np.ascontiguousarray(array[pos]))
+        if str(device).startswith("cuda"):  # page-locked memory lets the copy to the GPU run asynchronously
+            x = x.pin_memory()
+        if x.shape[-1] != spec.size:
+            from torchvision.transforms.v2 import functional as F
+
+            x = F.resize(x, [spec.size, spec.size], antialias=True)
+        x = normalize(x.to(device, non_blocking=True), spec.mean, spec.std)
+        if augment:
+            x = random_zoom_shift_flip(x)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def encode_one(self, values, inp, state, dc, spec: ImageSpec):
+        """An image path -> float `[1, 3, size, size]`, prepared as the cache and `batch` prepare it."""
+        from mmcli.errors import DataError
+        from mmcli.vision import ImageProblem, load_image, resize_crop
+
+        value = values[inp["name"]]
+        try:
+            img = resize_crop(load_image(value, dc.max_image_pixels), dc.image_size)
+        except ImageProblem as exc:
+            raise DataError(f"{value}: {exc}") from None
+        return self.batch(img.unsqueeze(0).numpy(), np.array([0]), spec, "cpu", False)
+
+    def empty(self, inp, state, dc) -> np.ndarray:
+        return np.zeros((1, 3, dc.image_size, dc.image_size), dtype=np.uint8)
+
+    def encoder_args(self, inp, state, dc) -> dict:
+        return {"image_size": dc.image_size}
+
+    def spec(self, encoder) -> ImageSpec:
+        return ImageSpec(encoder.image_size, tuple(encoder.mean), tuple(encoder.std))
+
+    def table_key(self, cache, inp) -> str:
+        return cache.meta["fingerprints"][inp["name"]]
+
+
+register(Image())

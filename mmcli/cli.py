@@ -383,16 +383,17 @@ def _positional_inputs(rest: list[str], image: str | None, text: str | None) -> 
 
 @app.command("list")
 def list_components() -> None:
-    """List the presets, the registered image encoders, text encoders and fusions."""
-    from mmcli.models.fusion import FUSIONS
-    from mmcli.models.image import IMAGE_ENCODERS
-    from mmcli.models.text import TEXT_ENCODERS
+    """List the presets, the input kinds, each kind's encoders and the fusions."""
+    import mmcli.models  # noqa: F401  (fills the registries)
+    from mmcli import modalities
+    from mmcli.models.registry import ENCODERS, FUSIONS
     from mmcli.presets import PRESETS
 
     typer.echo("presets (--preset):")
     for name, (_, doc) in PRESETS.items():
         typer.echo(f"  {name:<16} {doc}")
-    for reg in (IMAGE_ENCODERS, TEXT_ENCODERS, FUSIONS):
+    typer.echo(f"input kinds (data.inputs, inferred in this order): {', '.join(modalities.KIND_ORDER)}")
+    for reg in [*(ENCODERS[k] for k in modalities.KIND_ORDER if k in ENCODERS), FUSIONS]:
         typer.echo(f"{reg.kind}s:")
         for name in reg.names():
             typer.echo(f"  {name:<16} {reg.doc(name)}")

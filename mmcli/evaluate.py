@@ -93,6 +93,9 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
     metrics = classification_metrics(probs, labels, loaded.labels)
     metrics.update(bad_rows=len(bad), unseen_label_rows=n_unseen, unseen_labels=unseen, csv=str(csv), split=split,
                    run=str(run))
+    unknown = {i["name"]: i["unknown"] for i in cache.inputs if i.get("unknown")}
+    if unknown:  # categories never seen in training, read as "unknown" (rows over the whole file)
+        metrics["unknown_categories"] = unknown
     if ablation is not None:
         metrics["ablation"] = ablation
     if gates:

@@ -156,8 +156,8 @@ def misclassified_examples(cache, positions: np.ndarray, probs: np.ndarray, labe
     out = []
     for w in wrong:
         row = rows[int(positions[w])]
-        out.append({"row": int(cache.rows[positions[w]]), "inputs": {i["name"]: row.get(i["name"], "")
-                                                                     for i in cache.inputs},
+        out.append({"row": int(cache.rows[positions[w]]), "inputs": {c: row.get(c, "") for i in cache.inputs
+                                                                     for c in i.get("columns") or [i["name"]]},
                     "true": names[labels[w]], "predicted": names[int(probs[w].argmax())],
                     "probability": float(probs[w].max())})
     return out

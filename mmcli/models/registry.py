@@ -51,6 +51,11 @@ ENCODERS: dict[str, Registry] = {"image": IMAGE_ENCODERS, "text": TEXT_ENCODERS,
                                  "categorical": CATEGORICAL_ENCODERS, "audio": AUDIO_ENCODERS}
 
 
+def add_kind(kind: str) -> Registry:
+    """The encoder registry of a new input kind (created once; a kind module calls this for its encoders)."""
+    return ENCODERS.setdefault(kind, Registry(f"{kind} encoder"))
+
+
 def encoders_for(kind: str) -> Registry:
     """The encoder registry of an input kind; an unknown kind is a UsageError listing the known ones."""
     if kind not in ENCODERS:

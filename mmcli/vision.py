@@ -15,8 +15,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as F
 
 
-class ImageProblem(ValueError):
-    """A file that cannot be used as an image; the message says why."""
+from mmcli.modalities.image_signal import ImageProblem  # noqa: E402  (one exception for both decoders)
 
 
 class _UsePillow(Exception):

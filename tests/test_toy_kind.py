@@ -124,4 +124,4 @@ def test_an_unknown_kind_lists_the_valid_ones(tmp_path):
     csv = write_csv(tmp_path / "c.csv", ["colour", "label"], [["#ffffff", "a"], ["#000000", "b"]])
     result = mm("preprocess", csv, "--set", "data.inputs={colour: hexcolour}")
     assert result.exit_code == 2
-    assert "unknown input kind 'hexcolour'; valid kinds: image, numeric, categorical, text" in result.output
+    assert "unknown input kind 'hexcolour'; valid kinds: image, audio, numeric, categorical, text" in result.output

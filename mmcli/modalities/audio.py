@@ -98,16 +98,19 @@ class Audio(Modality):
             x = spec_augment(x)
         return x
 
-    def encode_one(self, values, inp, state, dc, spec):
+    def prepare(self, values, inp, state, dc, spec) -> np.ndarray:
+        """A clip path (or its bytes) -> float32 log-mel `[1, N_MELS, T]`, rounded through float16 as the cache
+        stores it."""
         from mmcli.errors import DataError
         from mmcli.modalities.audio_signal import AudioProblem
 
         value = values[inp["name"]]
+        source = value if isinstance(value, (bytes, bytearray)) else Path(value)
         try:
-            feats = self.features(Path(value), dc)
+            feats = self.features(source, dc)
         except AudioProblem as exc:
-            raise DataError(f"{value}: {exc}") from None
-        return self.batch(feats[None].astype(np.float16), np.array([0]), spec, "cpu", False)
+            raise DataError(f"{inp['name'] if isinstance(value, (bytes, bytearray)) else value}: {exc}") from None
+        return feats[None].astype(np.float16).astype(np.float32)
 
     def empty(self, inp, state, dc) -> np.ndarray:
         return np.zeros((1, N_MELS, self.frames(dc)), dtype=np.float16)

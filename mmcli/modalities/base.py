@@ -84,9 +84,17 @@ class Modality:
         """Cache rows `pos` -> the encoder's input tensor `[B, ...]`."""
         raise NotImplementedError
 
-    def encode_one(self, values: dict[str, str], inp: dict, state: Any, data_cfg: Any, spec: Any) -> Any:
-        """One row's cells {column: cell} -> the encoder's input tensor `[1, ...]` (all cells present)."""
+    def prepare(self, values: dict[str, Any], inp: dict, state: Any, data_cfg: Any, spec: Any) -> np.ndarray:
+        """One row's cells {column: cell} -> the encoder's input as a numpy array `[1, ...]`, without torch: the
+        ONNX bundle's runtime calls this too, so a run folder and its bundle prepare inputs identically. A file
+        kind's cell may be the file's bytes (a client's upload). Raises MMError naming the problem."""
         raise NotImplementedError
+
+    def encode_one(self, values: dict[str, Any], inp: dict, state: Any, data_cfg: Any, spec: Any) -> Any:
+        """One row's cells {column: cell} -> the encoder's input tensor `[1, ...]` (all cells present)."""
+        import torch
+
+        return torch.from_numpy(self.prepare(values, inp, state, data_cfg, spec))
 
     def empty(self, inp: dict, state: Any, data_cfg: Any) -> np.ndarray:
         """A one-row cache array `[1, ...]` standing for an absent input (what the cache holds for an empty cell)."""

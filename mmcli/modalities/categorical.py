@@ -63,14 +63,15 @@ class Categorical(Modality):
 
         return torch.from_numpy(np.ascontiguousarray(array[pos])).to(device)
 
-    def encode_one(self, values, inp, state, dc, spec):
-        cell = values[inp["name"]]
+    def prepare(self, values, inp, state, dc, spec) -> np.ndarray:
+        """A category -> int64 `[1]` (0 for one never seen in training, with a warning)."""
+        cell = str(values[inp["name"]])
         arr = self.indices([cell], inp)
         if arr[0] == UNKNOWN:
             from mmcli.progress import warn
 
             warn(f"input '{inp['name']}': {cell!r} is not a category seen in training; it is read as unknown")
-        return self.batch(arr, np.array([0]), spec, "cpu", False)
+        return arr
 
     def empty(self, inp, state, dc) -> np.ndarray:
         return np.zeros(1, dtype=np.int64)

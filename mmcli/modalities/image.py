@@ -91,17 +91,18 @@ class Image(Modality):
             x = random_zoom_shift_flip(x)
         return x.contiguous(memory_format=torch.channels_last)
 
-    def encode_one(self, values, inp, state, dc, spec: ImageSpec):
-        """An image path -> float `[1, 3, size, size]`, prepared as the cache and `batch` prepare it."""
+    def prepare(self, values, inp, state, dc, spec: ImageSpec) -> np.ndarray:
+        """An image path (or its bytes) -> float32 `[1, 3, size, size]`, prepared as the cache and `batch` prepare
+        it, with Pillow (mmcli/modalities/image_signal.py)."""
         from mmcli.errors import DataError
-        from mmcli.vision import ImageProblem, load_image, resize_crop
+        from mmcli.modalities.image_signal import ImageProblem, prepare
 
         value = values[inp["name"]]
         try:
-            img = resize_crop(load_image(value, dc.max_image_pixels), dc.image_size)
+            return prepare(value, dc.image_size, spec.size, spec.mean, spec.std, dc.max_image_pixels)
         except ImageProblem as exc:
-            raise DataError(f"{value}: {exc}") from None
-        return self.batch(img.unsqueeze(0).numpy(), np.array([0]), spec, "cpu", False)
+            where = inp["name"] if isinstance(value, (bytes, bytearray)) else value
+            raise DataError(f"{where}: {exc}") from None
 
     def empty(self, inp, state, dc) -> np.ndarray:
         return np.zeros((1, 3, dc.image_size, dc.image_size), dtype=np.uint8)

@@ -111,15 +111,16 @@ class Numeric(Modality):
 
         return torch.from_numpy(np.ascontiguousarray(array[pos])).to(device)
 
-    def encode_one(self, values, inp, state, dc, spec):
+    def prepare(self, values, inp, state, dc, spec) -> np.ndarray:
+        """The group's cells (a missing one is NaN) -> float32 `[1, F]`."""
         from mmcli.errors import UsageError
 
-        for c in columns(inp):
-            problem = self.cell_problem(values.get(c, "")) if values.get(c) else None
+        cells = {c: str(values.get(c, "")) for c in columns(inp)}
+        for c, v in cells.items():
+            problem = self.cell_problem(v) if not self.is_missing(v) else None
             if problem:
                 raise UsageError(f"input '{c}': {problem}")
-        arr = self.standardise(self._matrix([values], columns(inp)), inp)
-        return self.batch(arr, np.array([0]), spec, "cpu", False)
+        return self.standardise(self._matrix([cells], columns(inp)), inp)
 
     def empty(self, inp, state, dc) -> np.ndarray:
         return np.full((1, len(columns(inp))), np.nan, dtype=np.float32)

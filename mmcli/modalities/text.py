@@ -58,11 +58,11 @@ class Text(Modality):
 
         return torch.from_numpy(array[pos].astype(np.int64)).to(device)
 
-    def encode_one(self, values, inp, state, dc, spec):
+    def prepare(self, values, inp, state, dc, spec) -> np.ndarray:
+        """A text -> int64 ids `[1, max_tokens]`."""
         from mmcli import text as textlib
 
-        ids = textlib.encode(state, [values[inp["name"]]], dc.max_tokens)
-        return self.batch(ids, np.array([0]), spec, "cpu", False)
+        return textlib.encode(state, [str(values[inp["name"]])], dc.max_tokens).astype(np.int64)
 
     def empty(self, inp, state, dc) -> np.ndarray:
         from mmcli import text as textlib

@@ -381,6 +381,40 @@ def _positional_inputs(rest: list[str], image: str | None, text: str | None) -> 
     return image, text
 
 
+@app.command("serve")
+@handle_errors
+def serve_cmd(
+    path: Annotated[Path, typer.Argument(help="Run folder or ONNX bundle to serve.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port, logged at "
+                                      "start).")] = 8000,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most rows per model call (1: no "
+                                           "batching).")] = 32,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0, help="How long a batch waits for more rows, "
+                                               "from its first row (0: no batching).")] = 5.0,
+    queue_size: Annotated[int | None, typer.Option("--queue-size", min=1, help="Rows that may wait before requests "
+                                                   "get 503 + Retry-After (default 512).")] = None,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", min=0.001, help="Largest request body in MiB (413 "
+                                               "above).")] = 16.0,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Labels in each answer's top_k list.")] = 5,
+) -> None:
+    """Serve predictions over HTTP with micro-batching: POST /predict, /predict/batch; GET /health/live,
+    /health/ready, /info, /metrics. SIGTERM drains open requests and exits 0."""
+    from mmcli.errors import MMError
+
+    try:
+        from mmcli.deploy.serve import serve
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("fastapi", "uvicorn", "starlette", "multipart", "python_multipart"):
+            raise
+        raise MMError("mm serve needs FastAPI and uvicorn: pip install 'mmcli[serve]'") from None
+    from mmcli.deploy.loader import load_predictor
+
+    serve(load_predictor(path), host, port, max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
+          max_body_bytes=int(max_body_mb * 1024 * 1024), top_k=top_k)
+
+
 @app.command("list")
 def list_components() -> None:
     """List the presets, the input kinds, each kind's encoders and the fusions."""

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mmcli.cli import app
 
-SETS = [a for s in TINY + ["train.epochs=12", "model.fusion=concat", "data.max_bad_fraction=0.5"]
+SETS = [a for s in TINY + ["train.epochs=40", "model.fusion=concat", "data.max_bad_fraction=0.5"]
         for a in ("--set", s)]
 COUNTRIES = ("fr", "de", "uk", "es")
 

@@ -20,6 +20,9 @@ MISSING = {"", "nan", "na", "n/a", "null", "none"}
 CLIP = 5.0
 ID_NAME = re.compile(r"(^|_)(id|index|idx|row)$", re.IGNORECASE)
 
+# The largest share of filled cells that may fail to parse in a column still taken as numeric (as bad rows).
+TYPO_SHARE = 0.02
+
 
 def parse(value: str) -> float | None:
     """A cell -> its number (NaN when missing), or None when it is not a number."""
@@ -60,8 +63,14 @@ class Numeric(Modality):
     empty_what = "number"
 
     def detect(self, values: list[str], column: str) -> bool:
-        numbers = [parse(v) for v in values]
-        if any(n is None for n in numbers) or all(math.isnan(n) for n in numbers):
+        parsed = [parse(v) for v in values]
+        numbers = [n for n in parsed if n is not None]
+        if not numbers or all(math.isnan(n) for n in numbers):
+            return False
+        # A few typos in a column of numbers ("abc", "12..5") make bad rows with reasons, not a text column; more
+        # than TYPO_SHARE of the filled cells failing to parse means the column really is text.
+        filled = sum(1 for n in numbers if not math.isnan(n)) + len(parsed) - len(numbers)
+        if len(parsed) - len(numbers) > TYPO_SHARE * filled:
             return False
         return not id_like(column, numbers)
 

@@ -302,7 +302,7 @@ def _split_predict_args(args: list[str]) -> tuple[Path | None, list[str]]:
 @app.command()
 @handle_errors
 def predict(
-    args: Annotated[list[str] | None, typer.Argument(help="[RUN] IMAGE TEXT, or [RUN] DATA for a batch (a CSV, TSV, "
+    args: Annotated[list[str] | None, typer.Argument(help="[RUN|BUNDLE] IMAGE TEXT, or [RUN|BUNDLE] DATA for a batch (a CSV, TSV, "
                                                      "JSONL, JSON or Parquet manifest, or an image folder tree).")]
     = None,
     image: Annotated[str | None, typer.Option("--image", help="Image path (instead of a positional one).")] = None,
@@ -315,13 +315,20 @@ def predict(
     fmt: FormatOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Top-k labels with probabilities for one input, or a predictions CSV for a whole manifest."""
+    """Top-k labels with probabilities for one input, or a predictions CSV for a whole manifest, from a run folder
+    or (without torch) from an `mm export` bundle."""
     from mmcli.errors import UsageError
-    from mmcli.predict import predict_csv, predict_one
-    from mmcli.runs import resolve_run
 
     run_arg, rest = _split_predict_args(list(args or []))
-    run = resolve_run(run_arg)
+    if run_arg is not None and (run_arg / "bundle.json").is_file():  # an ONNX bundle: no torch import at all
+        from mmcli.deploy.runtime import predict_csv, predict_one
+
+        run = run_arg
+    else:
+        from mmcli.predict import predict_csv, predict_one
+        from mmcli.runs import resolve_run
+
+        run = resolve_run(run_arg)
     if len(rest) == 1 and (fmt or Path(rest[0]).is_dir() or rest[0].lower().endswith(_data_extensions())):
         if not Path(rest[0]).exists():  # else the path itself would be "predicted" as a text
             from mmcli.errors import DataError
@@ -379,6 +386,59 @@ def _positional_inputs(rest: list[str], image: str | None, text: str | None) -> 
         else:
             raise UsageError(f"too many inputs: {rest!r}; expected [RUN] IMAGE TEXT")
     return image, text
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    run: Annotated[Path | None, typer.Argument(help="Run folder to export (default runs/latest).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Bundle folder to write (default "
+                                                "RUN/bundle).")] = None,
+    check: Annotated[Path | None, typer.Option("--check", help="Rows for the parity check (default: the run's "
+                                               "validation rows).")] = None,
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Most rows the parity check uses.")] = 64,
+    quantize: Annotated[bool, typer.Option("--quantize", help="Also write an int8 dynamically quantised model "
+                                           "(then the bundle's default) with its own accuracy report.")] = False,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0, help="Largest max |p_torch - p_onnx| "
+                                             "accepted (exit 1 above).")] = 1e-4,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a run to a self-contained ONNX bundle (graph, preprocessing, labels, sha256 manifest) that
+    `mm predict` and `mm serve` run without torch; checks torch/onnxruntime parity on real rows."""
+    from mmcli.runs import resolve_run
+
+    try:
+        from mmcli.deploy.export import export_bundle
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("onnx", "onnxscript", "onnxruntime"):
+            raise
+        from mmcli.errors import MMError
+
+        raise MMError("mm export needs onnx, onnxscript and onnxruntime: pip install 'mmcli[export]'") from None
+    meta = export_bundle(resolve_run(run), output, check, rows, quantize, tolerance)
+    if json_out:
+        typer.echo(json.dumps(meta, indent=2))
+        return
+    _print_export(meta)
+
+
+def _print_export(meta: dict) -> None:
+    from rich.table import Table
+
+    from mmcli.progress import console
+
+    p = meta["parity"]
+    table = Table(title=f"bundle {meta['run']} -> {meta['model']}")
+    for col in ("check", "rows", "max |dp|", "argmax agreement"):
+        table.add_column(col, justify="right" if col != "check" else "left")
+    table.add_row("fp32 batch N", str(p["rows"]), f"{p['max_abs_diff_batch_n']:.2e}", f"{p['argmax_agreement']:.4f}")
+    table.add_row("fp32 batch 1", str(p["rows_at_batch_1"]), f"{p['max_abs_diff_batch_1']:.2e}", "")
+    q = meta.get("quantized")
+    if q:
+        acc = f" (accuracy {q['accuracy_fp32']:.4f} -> {q['accuracy_int8']:.4f})" if "accuracy_int8" in q else ""
+        table.add_row(f"int8{acc}", str(q["rows"]), f"{q['max_abs_diff']:.2e}", f"{q['argmax_agreement']:.4f}")
+    console.print(table)
+    typer.echo(f"parity {'passed' if p['passed'] else 'FAILED'} (tolerance {p['tolerance']:.0e})")
 
 
 @app.command("serve")

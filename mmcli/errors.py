@@ -17,3 +17,7 @@ class DataError(MMError):
     """The data cannot be used: missing file, too many bad rows, unreadable CSV (exit 1)."""
 
     exit_code = 1
+
+
+class TooLarge(DataError):
+    """An input past a size limit (an image with too many pixels): the server answers 413."""

@@ -9,52 +9,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmcli.errors import DataError, UsageError
+from mmcli.errors import DataError
 from mmcli.files import atomic_write_text
 from mmcli.loading import LoadedRun, load_run, prepare_csv
 
 
 def _single_batch(loaded: LoadedRun, values: dict[str, str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """{column: cell (an image or audio path, a text, a number, a category)} -> (inputs of batch size 1, present
-    `[1, M]`); each input is prepared by its kind (mmcli/modalities/), as the cache and batches prepare it."""
-    from mmcli import modalities
-    from mmcli.data.dataset import input_specs
+    `[1, M]`), prepared in numpy as a bundle prepares them (mmcli/deploy/rows.py)."""
+    from mmcli.deploy.run_predictor import run_preparer
 
-    specs = input_specs(loaded.model)
-    inputs, present = {}, []
-    for inp in loaded.inputs:
-        kind = modalities.get(inp["kind"])
-        cols = modalities.columns(inp)
-        has = any(not kind.is_missing(values.get(c, "")) for c in cols)
-        present.append(has)
-        state, spec = (loaded.states or {}).get(inp["kind"]), specs[inp["name"]]
-        # an absent input still needs a tensor of its shape: the model swaps its embedding for the missing one
-        x = kind.encode_one(values, inp, state, loaded.cfg.data, spec) if has else \
-            kind.batch(kind.empty(inp, state, loaded.cfg.data), np.array([0]), spec, "cpu", False)
-        inputs[inp["name"]] = x.to(loaded.device)
-    if not any(present):
-        takes = ", ".join(f"{c} ({i['kind']})" for i in loaded.inputs for c in modalities.columns(i))
-        raise UsageError(f"give at least one input (this model takes {takes})")
-    return inputs, torch.tensor([present], device=loaded.device)
+    arrays, present = run_preparer(loaded).prepare(values)
+    return ({n: torch.from_numpy(a).to(loaded.device) for n, a in arrays.items()},
+            torch.tensor([present], device=loaded.device))
 
 
 def assign_inputs(loaded: LoadedRun, image: str | None, text: str | None, extra: dict[str, str]) -> dict[str, str]:
     """Map the positional image/text onto the first image/text column; `extra` names columns explicitly."""
-    from mmcli import modalities
+    from mmcli.deploy.rows import assign_inputs as assign
 
-    values = dict(extra)
-    names = [c for i in loaded.inputs for c in modalities.columns(i)]
-    unknown = set(values) - set(names)
-    if unknown:
-        raise UsageError(f"unknown input column(s) {', '.join(sorted(unknown))}; this model takes {', '.join(names)}")
-    for kind, value in (("image", image), ("text", text)):
-        if value is None:
-            continue
-        slots = [i["name"] for i in loaded.inputs if i["kind"] == kind and i["name"] not in values]
-        if not slots:
-            raise UsageError(f"this model has no (free) {kind} input for {value!r}")
-        values[slots[0]] = value
-    return values
+    return assign(loaded.inputs, image, text, extra)
 
 
 @torch.inference_mode()
@@ -64,17 +38,11 @@ def predict_one(run: Path, image: str | None = None, text: str | None = None, ex
     at or above its tuned threshold (marked `"selected": true`) and the rest of the top k after them."""
     loaded = load_run(run)
     inputs, present = _single_batch(loaded, assign_inputs(loaded, image, text, extra or {}))
+    from mmcli.deploy.rows import top_list
+
     logits = loaded.model(inputs, present).float()[0].cpu()
-    if not loaded.model.multi_label:
-        probs = torch.softmax(logits, dim=0)
-        values, idx = probs.topk(min(top_k, len(loaded.labels)))
-        return [{"label": loaded.labels[int(i)], "probability": float(v)} for v, i in zip(values, idx)]
-    probs = torch.sigmoid(logits)
-    th = loaded.thresholds or [0.5] * len(loaded.labels)
-    order = sorted(range(len(probs)), key=lambda i: -float(probs[i]))
-    out = [{"label": loaded.labels[i], "probability": float(probs[i]), "selected": bool(probs[i] >= th[i])}
-           for i in order]
-    return [o for k, o in enumerate(out) if o["selected"] or k < top_k]
+    probs = torch.sigmoid(logits) if loaded.model.multi_label else torch.softmax(logits, dim=0)
+    return top_list(probs.numpy(), loaded.labels, loaded.model.multi_label, loaded.thresholds, top_k)
 
 
 def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: int | None = None,
@@ -83,6 +51,7 @@ def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: 
     input row, in input order, `row` numbered as the format counts them. Rows that could not be read keep their
     place with an empty prediction and the reason in `error`."""
     from mmcli.data.dataset import Batches, input_specs
+    from mmcli.deploy.rows import predictions_header
     from mmcli.evaluate import predict_probs
 
     loaded = load_run(run)
@@ -99,7 +68,7 @@ def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     label = cache.meta.get("row_label", "row")  # row (CSV), line (JSONL) or record (JSON, Parquet)
-    writer.writerow([label, "prediction", "probability"] + [f"p_{n}" for n in loaded.labels] + ["error"])
+    writer.writerow(predictions_header(label, loaded.labels))
     for pos in range(len(cache.rows)):
         row_no = int(cache.rows[pos])
         p = by_pos.get(pos)
@@ -112,11 +81,6 @@ def predict_csv(run: Path, csv_path: Path, out: Path | None = None, batch_size: 
 
 
 def _decision(loaded: LoadedRun, p: np.ndarray) -> tuple[str, str]:
-    """(prediction, probability) cells: the arg-max class, or (multi-label) every label at or above its threshold,
-    joined with the label separator, with the highest probability."""
-    if not loaded.model.multi_label:
-        best = int(p.argmax())
-        return loaded.labels[best], f"{p[best]:.6f}"
-    th = loaded.thresholds or [0.5] * len(loaded.labels)
-    chosen = [n for n, v, t in zip(loaded.labels, p, th) if v >= t]
-    return loaded.cfg.data.label_separator.join(chosen), f"{p.max():.6f}"
+    from mmcli.deploy.rows import csv_cells
+
+    return csv_cells(p, loaded.labels, loaded.model.multi_label, loaded.thresholds, loaded.cfg.data.label_separator)

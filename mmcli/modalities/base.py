@@ -111,6 +111,10 @@ class Modality:
         """What `batch` / `encode_one` need from the built encoder (an image encoder's size and normalisation)."""
         return None
 
+    def spec_from_dict(self, saved: dict | None) -> Any:
+        """A spec saved as a dict (an ONNX bundle's preprocess.json) -> the spec `prepare` takes."""
+        return None
+
     def table_key(self, cache: Any, inp: dict) -> str:
         """The identity of the input's data, for tables of frozen-encoder outputs."""
         import hashlib

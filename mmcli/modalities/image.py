@@ -94,15 +94,15 @@ class Image(Modality):
     def prepare(self, values, inp, state, dc, spec: ImageSpec) -> np.ndarray:
         """An image path (or its bytes) -> float32 `[1, 3, size, size]`, prepared as the cache and `batch` prepare
         it, with Pillow (mmcli/modalities/image_signal.py)."""
-        from mmcli.errors import DataError
-        from mmcli.modalities.image_signal import ImageProblem, prepare
+        from mmcli.errors import DataError, TooLarge
+        from mmcli.modalities.image_signal import ImageProblem, ImageTooLarge, prepare
 
         value = values[inp["name"]]
         try:
             return prepare(value, dc.image_size, spec.size, spec.mean, spec.std, dc.max_image_pixels)
         except ImageProblem as exc:
             where = inp["name"] if isinstance(value, (bytes, bytearray)) else value
-            raise DataError(f"{where}: {exc}") from None
+            raise (TooLarge if isinstance(exc, ImageTooLarge) else DataError)(f"{where}: {exc}") from None
 
     def empty(self, inp, state, dc) -> np.ndarray:
         return np.zeros((1, 3, dc.image_size, dc.image_size), dtype=np.uint8)
@@ -112,6 +112,9 @@ class Image(Modality):
 
     def spec(self, encoder) -> ImageSpec:
         return ImageSpec(encoder.image_size, tuple(encoder.mean), tuple(encoder.std))
+
+    def spec_from_dict(self, saved: dict | None) -> ImageSpec:
+        return ImageSpec(int(saved["size"]), tuple(saved["mean"]), tuple(saved["std"]))
 
     def table_key(self, cache, inp) -> str:
         return cache.meta["fingerprints"][inp["name"]]

@@ -19,6 +19,10 @@ class ImageProblem(ValueError):
     """A file that cannot be used as an image; the message says why."""
 
 
+class ImageTooLarge(ImageProblem):
+    """An image past the pixel limit or Pillow's decompression-bomb guard."""
+
+
 def _read(source: str | Path | bytes) -> bytes:
     if isinstance(source, (bytes, bytearray)):
         return bytes(source)
@@ -42,14 +46,14 @@ def decode_rgb(source: str | Path | bytes, max_pixels: int = 50_000_000) -> np.n
             with Image.open(io.BytesIO(data)) as im:
                 w, h = im.size
                 if w * h > max_pixels:
-                    raise ImageProblem(f"{w}x{h} pixels exceeds the limit of {max_pixels} (data.max_image_pixels)")
+                    raise ImageTooLarge(f"{w}x{h} pixels exceeds the limit of {max_pixels} (data.max_image_pixels)")
                 im = ImageOps.exif_transpose(im)
                 im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P", "PA") else im.convert("RGB")
                 arr = np.asarray(im)
     except ImageProblem:
         raise
     except Image.DecompressionBombError:
-        raise ImageProblem("past Pillow's decompression-bomb limit; refused") from None
+        raise ImageTooLarge("past Pillow's decompression-bomb limit; refused") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a reason, not a crash
         raise ImageProblem(f"cannot decode image ({str(exc)[:120]}); is the file truncated or not an image?") from None
     if arr.shape[-1] == 4:  # alpha composited over white, as the cache does

@@ -10,12 +10,12 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as F
 
-
-from mmcli.modalities.image_signal import ImageProblem  # noqa: E402  (one exception for both decoders)
+from mmcli.modalities.image_signal import ImageProblem
 
 
 class _UsePillow(Exception):
@@ -148,11 +148,16 @@ def decode_bytes(data: bytes, max_pixels: int = 50_000_000) -> torch.Tensor:
 
 
 def resize_crop(img: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 `[3, H, W]` -> uint8 `[3, size, size]`: shorter side to `size`, then centre crop."""
-    if img.shape[-2:] != (size, size):
-        img = F.resize(img, size, antialias=True)
-        img = F.center_crop(img, [size, size])
-    return img
+    """uint8 `[3, H, W]` -> uint8 `[3, size, size]`: shorter side to `size`, then centre crop.
+
+    With Pillow (mmcli/modalities/image_signal.py), the resize every prediction path uses, so that the cache a
+    model trains on and a torch-free bundle see the same pixels."""
+    if img.shape[-2:] == (size, size):
+        return img
+    from mmcli.modalities.image_signal import resize_crop as pil_resize_crop
+
+    rgb = pil_resize_crop(np.ascontiguousarray(img.permute(1, 2, 0).numpy()), size)
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
 def normalize(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

@@ -13,7 +13,6 @@ from mmcli.deploy.predictor import Predictor
 from mmcli.errors import UsageError
 
 
-
 def _is_bundle(path: Path) -> bool:
     return path.is_dir() and (path / "bundle.json").is_file()
 

@@ -7,14 +7,16 @@ server's Predictor protocol, so `mm serve BUNDLE` works as `mm serve RUN` does. 
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
 from mmcli.deploy.rows import RowPreparer, decide, input_error, stack
-from mmcli.errors import DataError, MMError
+from mmcli.errors import DataError, MMError, UsageError
 
 BUNDLE_FORMAT = "mmcli-onnx-bundle"
 FORMAT_VERSION = 1

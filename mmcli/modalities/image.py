@@ -12,7 +12,7 @@ import numpy as np
 from mmcli.modalities.base import Modality, register
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-FORMAT_VERSION = 1  # bump when decoding or resizing changes, so cached pixels are rebuilt
+FORMAT_VERSION = 2  # bump when decoding or resizing changes, so cached pixels are rebuilt
 
 
 @dataclass

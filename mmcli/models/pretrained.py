@@ -303,8 +303,9 @@ class HFTextEncoder(Encoder):
 
 def _longest(mask: torch.Tensor) -> int:
     """`[B, L]` token mask -> the index after its last column holding a token in any row: the columns from there
-    on are padding in every row, and attention over them costs time without changing any output."""
-    if not mask.any():
+    on are padding in every row, and attention over them costs time without changing any output. The length is
+    data-dependent, so an ONNX export (torch.export) keeps every column."""
+    if torch.compiler.is_exporting() or not mask.any():
         return mask.shape[1]
     return int(mask.any(0).nonzero().max()) + 1
 

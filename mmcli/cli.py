@@ -42,6 +42,10 @@ FormatOpt = Annotated[str | None, typer.Option("--format", help="How to read the
 DataArg = "Manifest: CSV, TSV, JSONL, JSON (a list of records) or Parquet, or a folder with one sub-folder per class."
 
 
+# What `pip install 'mmcli[train]'` adds to the torch-free runtime install.
+TRAINING_MODULES = ("torch", "torchvision", "transformers", "safetensors", "sklearn", "matplotlib")
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn MMError into a one-line message and its exit code; Ctrl-C into exit 130."""
 
@@ -52,14 +56,25 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except MMError as exc:
+            from rich.markup import escape
+
             from mmcli.progress import console
 
-            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             code = 130 if str(exc).startswith("interrupted") else exc.exit_code
             raise typer.Exit(code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except ModuleNotFoundError as exc:  # the runtime-only install (no torch) asked to train or evaluate
+            if (exc.name or "").split(".")[0] not in TRAINING_MODULES:
+                raise
+            from mmcli.progress import console
+
+            console.print(f"[red]error:[/red] this command needs {exc.name}, part of the training install: "
+                          "pip install 'mmcli\\[train]' (an ONNX bundle predicts and serves without it)",
+                          soft_wrap=True)
+            raise typer.Exit(1) from None
         except OSError as exc:  # the environment failed us (disk, permissions): say what, without a traceback
             from mmcli.progress import console
 

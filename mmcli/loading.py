@@ -89,7 +89,6 @@ def prepare_csv(loaded: LoadedRun, csv: Path, need_label: bool, cache_dir: Path 
     bad row in its output instead."""
     from mmcli.data.cache import build_cache, check_bad_share
     from mmcli.data.manifest import read_manifest
-
     from mmcli.progress import warn
 
     # the run's own inputs, not ones inferred again from this data (which may hold other columns)

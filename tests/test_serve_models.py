@@ -10,13 +10,13 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("onnxruntime")
 
-from helpers import TINY, make_dataset, write_bomb_png  # noqa: E402
-from serve_helpers import ThreadedServer, call, predict_json  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+from helpers import TINY, make_dataset, write_bomb_png
+from serve_helpers import ThreadedServer, call, predict_json
+from typer.testing import CliRunner
 
-from mmcli.cli import app  # noqa: E402
-from mmcli.deploy.loader import load_predictor  # noqa: E402
-from mmcli.deploy.serve import create_app  # noqa: E402
+from mmcli.cli import app
+from mmcli.deploy.loader import load_predictor
+from mmcli.deploy.serve import create_app
 
 
 def mm(*args):

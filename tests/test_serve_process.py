@@ -149,7 +149,7 @@ def test_cli_serve_help_and_unknown_path():
     out = CliRunner().invoke(app, ["serve", "does-not-exist"])
     assert out.exit_code == 2 and "not found" in out.output
     out = CliRunner().invoke(app, ["serve", str(ROOT)])
-    assert out.exit_code == 2 and "not implemented for this path yet" in out.output
+    assert out.exit_code == 2 and "neither a finished run folder nor an ONNX bundle" in out.output
 
 
 def test_mm_help_does_not_import_the_server():

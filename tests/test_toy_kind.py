@@ -46,8 +46,8 @@ class HexColour(modalities.Modality):
     def batch(self, array, pos, spec, device, augment):
         return torch.from_numpy(np.ascontiguousarray(array[pos])).to(device)
 
-    def encode_one(self, values, inp, state, dc, spec):
-        return torch.from_numpy(self.rgb([values[inp["name"]]]))
+    def prepare(self, values, inp, state, dc, spec):  # numpy only: the bundle runtime calls it too
+        return self.rgb([values[inp["name"]]])
 
     def empty(self, inp, state, dc):
         return np.zeros((1, 3), dtype=np.float32)

@@ -76,8 +76,7 @@ class Image(Modality):
         """uint8 rows -> float `[B, 3, size, size]`, normalised, randomly zoomed / shifted / flipped (`augment`)."""
         import torch
 
-        from mmcli.vision import random_zoom_shift_flip
-        from mmcli.vision import normalize
+        from mmcli.vision import normalize, random_zoom_shift_flip
 
         x = torch.from_numpy(np.ascontiguousarray(array[pos]))
         if str(device).startswith("cuda"):  # page-locked memory lets the copy to the GPU run asynchronously

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcli.modalities.base import Modality, register
 from mmcli.files import atomic_write_text, save_npy
+from mmcli.modalities.base import Modality, register
 
 
 class Text(Modality):

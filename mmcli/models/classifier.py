@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmcli.models import image, text  # noqa: F401  (registers the image and text encoders)
 from mmcli.models.encoder import apply_finetuning
 from mmcli.models.fusion import FUSIONS
-from mmcli.models import image, text  # noqa: F401  (registers the image and text encoders)
 
 
 class MultimodalClassifier(nn.Module):

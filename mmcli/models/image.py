@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mmcli.errors import UsageError
-from mmcli.models.encoder import Encoder, model_opt, num_heads
+from mmcli.models.encoder import Encoder, num_heads
 from mmcli.models.registry import IMAGE_ENCODERS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmcli.models.encoder import Encoder, masked_mean, model_opt, num_heads
+from mmcli.models.encoder import Encoder, masked_mean, num_heads
 from mmcli.models.registry import TEXT_ENCODERS
 
 __all__ = [

@@ -3,7 +3,7 @@
 # benchmarks/serve.py on each bundle and on the pretrained run folder (torch). Log: benchmarks/results/serve_models.log
 #   bash benchmarks/serve_models.sh | tee benchmarks/results/serve_models.log
 set -e
-cd /work/main
+cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 MM_QUIET=1
 B=/tmp/sb; rm -rf $B; mkdir -p $B
 .venv/bin/mm train sample_data/all.csv -o $B/fast --preset fast --set train.epochs=3 > $B/train_fast.log 2>&1

@@ -152,3 +152,32 @@ def csv_cells(p: np.ndarray, labels: list[str], multi_label: bool, thresholds: l
 
 def predictions_header(row_label: str, labels: list[str]) -> list[str]:
     return [row_label, "prediction", "probability"] + [f"p_{n}" for n in labels] + ["error"]
+
+
+class RowPredictor:
+    """The server's Predictor protocol (mmcli/deploy/predictor.py) over `probabilities(prepared) -> [B, C]`, shared
+    by run folders and bundles. Subclasses set `preparer`, `names` (model input order), `labels`, `multi_label`,
+    `thresholds`, `inputs` and `version`."""
+
+    preparer: RowPreparer
+    names: list[str]
+    labels: list[str]
+    multi_label: bool = False
+    thresholds: list[float] | None = None
+
+    def probabilities(self, prepared: list) -> np.ndarray:
+        raise NotImplementedError
+
+    def prepare(self, row: dict) -> tuple:
+        try:
+            return self.preparer.prepare(row)
+        except MMError as exc:
+            raise input_error(exc, row) from None
+
+    def run(self, prepared: list, top_k: int | None = None) -> list[dict]:
+        return [decide(p, self.labels, self.multi_label, self.thresholds, top_k or len(self.labels))
+                for p in self.probabilities(prepared)]
+
+    def warm_up(self) -> None:
+        """One call on the placeholders, so that the first request does not pay the set-up."""
+        self.probabilities([({n: self.preparer.placeholders[n] for n in self.names}, [True] * len(self.names))])

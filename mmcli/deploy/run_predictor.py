@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcli.deploy.rows import RowPreparer, decide, input_error, stack
-from mmcli.errors import MMError
+from mmcli.deploy.rows import RowPredictor, RowPreparer, stack
 
 
 def run_preparer(loaded) -> RowPreparer:
@@ -25,7 +24,7 @@ def run_preparer(loaded) -> RowPreparer:
     return RowPreparer(loaded.inputs, states, loaded.cfg.data, specs, placeholders)
 
 
-class RunPredictor:
+class RunPredictor(RowPredictor):
     """`inputs` [{"name": column, "kind"}], `labels`, `version` (the run folder and a hash of its weights)."""
 
     def __init__(self, run: Path | str):
@@ -35,6 +34,8 @@ class RunPredictor:
         self.loaded = load_run(Path(run))
         self.preparer = run_preparer(self.loaded)
         self.labels = self.loaded.labels
+        self.names = self.loaded.model.names
+        self.multi_label, self.thresholds = self.loaded.model.multi_label, self.loaded.thresholds
         self.inputs = [{"name": c, "kind": k} for c, k in self.preparer.columns]
         self.version = f"{Path(run).name}@{sha256(Path(run) / 'model.safetensors')[:12]}"
 
@@ -49,17 +50,3 @@ class RunPredictor:
                            torch.from_numpy(present).to(dev)).float()
             probs = torch.sigmoid(logits) if model.multi_label else torch.softmax(logits, dim=-1)
         return probs.cpu().numpy()
-
-    def prepare(self, row: dict) -> tuple:
-        try:
-            return self.preparer.prepare(row)
-        except MMError as exc:
-            raise input_error(exc, row) from None
-
-    def run(self, prepared: list, top_k: int | None = None) -> list[dict]:
-        return [decide(p, self.labels, self.loaded.model.multi_label, self.loaded.thresholds, top_k or len(self.labels))
-                for p in self.probabilities(prepared)]
-
-    def warm_up(self) -> None:
-        names = self.loaded.model.names
-        self.probabilities([({n: self.preparer.placeholders[n] for n in names}, [True] * len(names))])

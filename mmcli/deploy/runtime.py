@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcli.deploy.rows import RowPreparer, decide, input_error, stack
+from mmcli.deploy.rows import RowPredictor, RowPreparer, stack
 from mmcli.errors import DataError, MMError, UsageError
 
 BUNDLE_FORMAT = "mmcli-onnx-bundle"
@@ -36,7 +36,7 @@ def _verify(folder: Path, files: dict[str, str]) -> None:
                             "corrupt); export the run again")
 
 
-class Bundle:
+class Bundle(RowPredictor):
     """A loaded bundle. `inputs` [{"name": column, "kind"}], `labels`, `version` as the Predictor protocol says."""
 
     def __init__(self, folder: Path | str, verify: bool = True):
@@ -90,21 +90,6 @@ class Bundle:
         arrays, present = stack(prepared, self.names)
         feed = dict(zip(self.names, arrays)) | {self.meta["present_input"]: present}
         return self.session.run(None, feed)[0]
-
-    # Predictor protocol (mmcli/deploy/predictor.py)
-    def prepare(self, row: dict) -> tuple:
-        try:
-            return self.preparer.prepare(row)
-        except MMError as exc:
-            raise input_error(exc, row) from None
-
-    def run(self, prepared: list, top_k: int | None = None) -> list[dict]:
-        probs = self.probabilities(prepared)
-        return [decide(p, self.labels, self.multi_label, self.thresholds, top_k or len(self.labels)) for p in probs]
-
-    def warm_up(self) -> None:
-        """One call on the placeholders, so that the first request does not pay onnxruntime's set-up."""
-        self.probabilities([({n: self.preparer.placeholders[n] for n in self.names}, [True] * len(self.names))])
 
 
 def predict_one(folder: Path, image: str | None = None, text: str | None = None, extra: dict | None = None,

@@ -16,6 +16,7 @@ Baselines, on the same rows (deterministic, so one run each), scored on test:
 
     .venv/bin/python benchmarks/tabular.py | tee benchmarks/results/tabular.log
     .venv/bin/python benchmarks/tabular.py --sets wine iris --recipes fast --seeds 0
+    .venv/bin/python benchmarks/tabular.py --sets iris --recipes fast --set train.batch_size=16   # try a change
 """
 
 from __future__ import annotations
@@ -193,13 +194,14 @@ def input_kinds(log: str) -> str:
     return ", ".join(f"{n} {k}" for k, n in kinds.items()) or "not logged"
 
 
-def bench_mm(name: str, path: Path, recipe: str, seeds: list[int], tmp: Path, env: dict) -> dict:
+def bench_mm(name: str, path: Path, recipe: str, seeds: list[int], tmp: Path, env: dict,
+             extra: list[str]) -> dict:
     """All seeds of one recipe on one set -> a table row's {accuracy: [...], wall, note}."""
     accs, walls, epochs, notes = [], [], [], {}
     for seed in seeds:
         out = tmp / "runs" / f"{name}-{recipe}-{seed}"
         out.parent.mkdir(parents=True, exist_ok=True)
-        res = run_mm(path, RECIPES[recipe], seed, out, env)
+        res = run_mm(path, RECIPES[recipe] + extra, seed, out, env)
         if isinstance(res, str):
             notes.setdefault(res, []).append(seed)
             continue
@@ -233,7 +235,9 @@ def bench_set(name: str, args: argparse.Namespace, tmp: Path, env: dict) -> list
           f"columns, {len(set(y))} labels", file=sys.stderr, flush=True)
     rows = [(name, counts, "LogReg (StandardScaler, C on val)", logreg(x_num, x_cat, y, split)),
             (name, counts, "HistGradientBoosting (defaults)", hgb(x_num, x_cat, y, split))]
-    rows += [(name, counts, f"mmcli {r}", bench_mm(name, path, r, args.seeds, tmp, env)) for r in args.recipes]
+    extra = [a for kv in args.overrides for a in ("--set", kv)]
+    rows += [(name, counts, f"mmcli {r}", bench_mm(name, path, r, args.seeds, tmp, env, extra))
+             for r in args.recipes]
     return rows
 
 
@@ -243,6 +247,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     ap.add_argument("--data", type=Path, default=Path("/tmp/mm-sets/tabular"), help="folder for the built CSVs")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override added to every mmcli recipe (repeatable), to try a change")
     args = ap.parse_args()
     # the mm subprocesses run the mmcli next to this script, with a scratch cache and no network
     env = {**os.environ, "MM_QUIET": "1", "HF_HUB_OFFLINE": "1",

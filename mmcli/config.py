@@ -96,7 +96,9 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = opt(20, "maximum number of epochs")
-    batch_size: int = opt(64, "rows per optimisation step")
+    batch_size: int = opt(64, "rows per optimisation step (smaller on a small training set: train.min_steps)")
+    min_steps: int = opt(8, "optimisation steps per epoch at least: a training set under batch_size x min_steps rows "
+                         "trains in smaller batches, never under 16 rows (0: always batch_size)")
     lr: float = opt(3e-3, "peak learning rate (AdamW)")
     weight_decay: float = opt(0.01, "AdamW weight decay")
     warmup: float = opt(0.05, "share of all steps spent warming the learning rate up, then cosine decay")
@@ -236,6 +238,7 @@ def _validate(cfg: Config) -> None:
          "must list at least one positive channel count, e.g. [16, 32, 64, 128]"),
         ("train.epochs", cfg.train.epochs >= 1, "must be at least 1"),
         ("train.batch_size", cfg.train.batch_size >= 1, "must be at least 1"),
+        ("train.min_steps", cfg.train.min_steps >= 0, "must be at least 0"),
         ("train.lr", cfg.train.lr > 0, "must be positive"),
         ("train.warmup", 0.0 <= cfg.train.warmup < 1.0, "must be in [0, 1)"),
         ("train.modality_dropout", 0.0 <= cfg.train.modality_dropout < 1.0, "must be in [0, 1)"),

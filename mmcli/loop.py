@@ -34,6 +34,8 @@ class LoopState:
     best_epoch: int = 0
     bad_epochs: int = 0
     smoothed: float | None = None  # the monitored metric's moving average (train.monitor_smoothing)
+    smoothed_loss: float | None = None  # validation loss, smoothed the same way: breaks ties of a saturated metric
+    best_loss: float | None = None  # smoothed validation loss at the best epoch
     done: bool = False  # the epoch loop has ended (all epochs or an early stop); a resume goes straight to the end
     partial: dict = field(default_factory=dict)  # running sums of the unfinished epoch
     history: list[dict] = field(default_factory=list)

@@ -118,7 +118,7 @@ def test_bad_clips_are_bad_rows_with_reasons(tmp_path):
     assert sorted(reasons) == [26, 27, 28, 29], report  # spreadsheet rows: the header is row 1
     assert {col for col, _ in reasons.values()} == {"clip"}
     assert "empty file" in reasons[26][1]
-    assert reasons[27][1].startswith("not decodable audio"), reasons[27]
+    assert reasons[27][1].startswith("not decodable audio: a text file"), reasons[27]
     assert "not found" in reasons[28][1] and "gone.wav" in reasons[28][1], reasons[28]
     assert "max_seconds=2" in reasons[29][1], reasons[29]
 

@@ -1,11 +1,13 @@
-"""AudioCNN over log-mel batches and SpecAugment masking."""
+"""AudioCNN over log-mel batches, SpecAugment masking and feature-domain noise."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from mmcli.models.audio import AudioCNN, build_audio_cnn, normalise_utterance, spec_augment
+from mmcli.modalities.audio_signal import log_mel, mel_filterbank
+from mmcli.models.audio import AudioCNN, add_noise, build_audio_cnn, normalise_utterance, spec_augment
 from mmcli.models.registry import AUDIO_ENCODERS
 
 
@@ -82,3 +84,51 @@ def test_spec_augment_seeded_and_batch_of_one():
 def test_spec_augment_keeps_dtype(dtype):
     x = batch().to(dtype)
     assert spec_augment(x, generator=torch.Generator().manual_seed(0)).dtype == dtype
+
+
+def _tone(seconds: float = 1.0, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return 0.5 * np.sin(2 * np.pi * hz * t)
+
+
+def test_add_noise_matches_noise_added_to_the_waveform():
+    wave, snr = _tone(), 10.0
+    rng = np.random.default_rng(0)
+    noisy = wave + rng.normal(0, np.sqrt(np.mean(wave**2) / 10 ** (snr / 10)), wave.shape)
+    fb = torch.from_numpy(mel_filterbank(80, 512).astype(np.float32))
+    clean = torch.from_numpy(log_mel(wave))[None]  # [1, 80, T]
+    gen = torch.Generator().manual_seed(0)
+    ours = add_noise(clean, fb, (snr, snr), p=1.0, generator=gen)[0].numpy()
+    real = log_mel(noisy)
+    # away from the tone, the band energies are the noise's: ours and the real one agree in their mean level
+    quiet = np.ones(80, dtype=bool)
+    quiet[8:20] = False  # the bands around 440 Hz
+    assert abs(ours[quiet].mean() - real[quiet].mean()) < 0.3  # log units: within ~35 % of the energy
+    assert abs(ours[quiet].std() - real[quiet].std()) < 0.3  # and the noise's spread is alike
+    assert ours[quiet].mean() > clean[0].numpy()[quiet].mean() + 5  # far above the clean clip's near-silence
+
+
+def test_add_noise_keeps_silence_and_skips_rows_by_p():
+    fb = torch.from_numpy(mel_filterbank(80, 512).astype(np.float32))
+    silent = torch.full((2, 80, 50), float(np.log(1e-6)))
+    assert torch.allclose(add_noise(silent, fb, p=1.0), silent, atol=1e-5)  # nothing to measure an SNR against
+    x = torch.randn(64, 80, 50)
+    gen = torch.Generator().manual_seed(1)
+    out = add_noise(x, fb, p=0.5, generator=gen)
+    changed = (out - x).abs().amax(dim=(1, 2)) > 1e-4
+    assert 16 < int(changed.sum()) < 48  # about half of the rows
+    assert torch.equal(out, add_noise(x, fb, p=0.5, generator=torch.Generator().manual_seed(1)))  # seeded
+    assert torch.equal(add_noise(x, fb, p=0.0), (x.exp() - 1e-6).clamp(min=0).add(1e-6).log())
+
+
+def test_noise_spans_the_recording_not_the_padding():
+    from mmcli.models.audio import _recording_span
+
+    x = torch.full((2, 80, 40), float(np.log(1e-6)))
+    x[:, :, 10:20] = 0.0  # sound in frames 10..19, digital silence (padding or a quiet start) around it
+    x[1] = float(np.log(1e-6))  # a silent clip
+    tight = _recording_span(x, 1e-6, torch.zeros(2), torch.zeros(2))
+    assert tight[0].nonzero().flatten().tolist() == list(range(10, 20))
+    assert tight[1].all()  # silence: nothing to locate (and no noise: its power is 0)
+    wide = _recording_span(x, 1e-6, torch.full((2,), 0.999), torch.full((2,), 0.999))
+    assert wide[0].all()  # up to every frame

@@ -140,6 +140,7 @@ def empty_file(path):
     (lambda p: p, "folder"),
     (lambda p: b"", "empty upload"),
     (lambda p: b"\x00garbage bytes, not audio" * 40, "not decodable audio: not a known audio format"),
+    (lambda p: b"this is not audio", "not decodable audio: a text file, not audio \\(it begins 'this is not audi'"),
     (lambda p: b"\x89PNG\r\n\x1a\n" + bytes(200), "PNG image"),
     (lambda p: bytes(4) + b"ftypM4A " + bytes(200), "MP4/M4A"),
     (lambda p: wav_header(1, 1, 100), "sample rate 1 Hz"),

@@ -12,8 +12,8 @@ from mmcli import presets
 from mmcli.cli import app
 from mmcli.config import load_config
 from mmcli.errors import UsageError
-from mmcli.fit import may_stop
 from mmcli.loop import LoopState
+from mmcli.stopping import may_stop, record_epoch
 from mmcli.train import train
 
 
@@ -66,21 +66,34 @@ def test_patience_is_at_least_a_quarter_of_the_schedule():
     assert not may_stop(load_config(None, ["train.patience=0"]), LoopState(epoch=20, bad_epochs=20))
 
 
-def test_smoothing_keeps_one_lucky_epoch_from_deciding(tmp_path):
-    from mmcli.fit import _end_epoch
-
+def test_smoothing_keeps_one_lucky_epoch_from_deciding():
     cfg = load_config(None, ["train.monitor_smoothing=0.5", "train.patience=0"])
     state = LoopState()
     row = {"train_loss": 1.0}
     for epoch, acc in enumerate([0.50, 0.90, 0.60, 0.80, 0.82], start=1):  # epoch 2 is a spike
-        _end_epoch(tmp_path, None, None, None, state, {**row, "epoch": epoch, "val_accuracy": acc}, cfg,
-                   _NotMain())
+        record_epoch(state, {**row, "epoch": epoch, "val_accuracy": acc}, cfg)
     # smoothed: 0.5, 0.7, 0.65, 0.725, 0.7725 -> the last epoch is the best, not the spike
     assert state.best_epoch == 5 and state.smoothed == pytest.approx(0.7725)
 
 
-class _NotMain:
-    main = False
+def test_a_saturated_metric_with_a_lower_loss_moves_the_best_epoch():
+    cfg = load_config(None, ["train.monitor_smoothing=0", "train.patience=0"])
+    state = LoopState()
+    rows = [(0.90, 1.0), (0.90, 0.4), (0.88, 0.2), (0.80, 0.1)]  # 10 validation rows: a tie is within 0.05
+    for epoch, (acc, loss) in enumerate(rows, start=1):
+        record_epoch(state, {"train_loss": 1.0, "epoch": epoch, "val_accuracy": acc, "val_loss": loss}, cfg, 10)
+        if epoch == 3:  # 0.88 is within half a row of the peak, with a lower loss: the peak stays the bar
+            assert state.best_epoch == 3 and state.best == pytest.approx(0.90)
+    # 0.80 has the lowest loss but lost a row: the metric decides
+    assert state.best_epoch == 3 and state.bad_epochs == 1
+
+
+def test_an_exact_tie_with_a_lower_loss_counts_without_a_val_size():
+    cfg = load_config(None, ["train.monitor_smoothing=0", "train.patience=0"])
+    state = LoopState()
+    for epoch, loss in enumerate([1.0, 0.5], start=1):
+        record_epoch(state, {"train_loss": 1.0, "epoch": epoch, "val_accuracy": 0.9, "val_loss": loss}, cfg)
+    assert state.best_epoch == 2  # tie = 0 still accepts an exact tie of the metric
 
 
 def test_refit_trains_on_train_and_val_and_keeps_val_honest(dataset, tiny_sets, tmp_path):

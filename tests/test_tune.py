@@ -154,11 +154,13 @@ def test_sigkill_then_resume_ends_with_exactly_n_completed(data, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     rows = read_csv(out / "trials.csv")
     assert sum(r["state"] == "complete" for r in rows) == 3
-    # a trial cut off by the kill is failed and its parameters run again
+    # a trial cut off by the kill is failed and its parameters run again; the kill may also land before the next
+    # trial sampled anything (no parameters to repeat: a fresh trial of the same kind runs instead)
     for r in rows:
         if r["state"] == "failed":
             assert "killed" in r["error"]
-            assert any(o["state"] == "complete" and o["train.lr"] == r["train.lr"] for o in rows)
+            if r["train.lr"]:
+                assert any(o["state"] == "complete" and o["train.lr"] == r["train.lr"] for o in rows)
 
 
 @pytest.mark.slow

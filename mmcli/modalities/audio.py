@@ -1,7 +1,7 @@
 """Audio columns: clip paths (.wav .flac .ogg .mp3), decoded once with soundfile (libsndfile), resampled to 16 kHz
 mono, cropped or padded to `data.audio_seconds`, and cached as log-mel features float16 `[N, 80, T]` (25 ms
-windows, 10 ms hop; mmcli/modalities/audio_signal.py). Training batches get SpecAugment-style time and frequency
-masks (`train.augment`)."""
+windows, 10 ms hop; mmcli/modalities/audio_signal.py). Training batches (`train.augment`) get white noise at a random
+SNR (half of the clips, 5..40 dB) and SpecAugment-style time and frequency masks."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SAMPLE_RATE = 16000
 N_MELS = 80
 FORMAT_VERSION = 1  # bump when decoding or the features change, so cached features are rebuilt
+NOISE_P, NOISE_SNR_DB = 0.5, (5.0, 40.0)  # training noise: the share of clips, the SNR range (dB)
 
 
 class Audio(Modality):
@@ -88,14 +89,15 @@ class Audio(Modality):
         return np.load(target, mmap_mode="r"), problems
 
     def batch(self, array, pos, spec, device, augment):
-        """float16 rows -> float32 `[B, N_MELS, T]`, time and frequency masked while training (`augment`)."""
+        """float16 rows -> float32 `[B, N_MELS, T]`; while training (`augment`) noised, then time and frequency
+        masked."""
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(array[pos]).astype(np.float32)).to(device)
         if augment:
-            from mmcli.models.audio import spec_augment
+            from mmcli.models.audio import add_noise, spec_augment
 
-            x = spec_augment(x)
+            x = spec_augment(add_noise(x, _filterbank(), NOISE_SNR_DB, NOISE_P))
         return x
 
     def prepare(self, values, inp, state, dc, spec) -> np.ndarray:
@@ -122,4 +124,17 @@ class Audio(Modality):
         return cache.meta["fingerprints"][inp["name"]]
 
 
+def _filterbank():
+    """The log-mel features' mel filterbank as a float32 tensor `[N_MELS, 257]` (built once)."""
+    global _FB
+    if _FB is None:
+        import torch
+
+        from mmcli.modalities.audio_signal import mel_filterbank
+
+        _FB = torch.from_numpy(mel_filterbank(N_MELS, 512, SAMPLE_RATE).astype(np.float32))
+    return _FB
+
+
+_FB = None
 register(Audio(), order=1)

@@ -60,6 +60,8 @@ def _sniff(head: bytes) -> str:
         return "an MP4/M4A container (AAC is not readable by libsndfile: convert to WAV, FLAC, OGG or MP3)"
     if head[:4] == b"RIFF" and head[8:12] != b"WAVE":
         return f"a RIFF file of type {head[8:12]!r}, not WAVE"
+    if head and all(32 <= c < 127 or c in b"\t\r\n" for c in head):
+        return f"a text file, not audio (it begins {head.decode('ascii')!r})"
     return "not a known audio format"
 
 

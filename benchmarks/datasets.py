@@ -64,10 +64,10 @@ def _render(job: tuple[str, str]) -> bool:
     src, dst = job
     if Path(dst).exists():
         return True
+    if src.endswith(".svg"):
+        import cairosvg  # outside the try: a missing renderer is a set-up error, not a bad row (pip install '.[bench]')
     try:
         if src.endswith(".svg"):
-            import cairosvg
-
             im = Image.open(io.BytesIO(cairosvg.svg2png(url=src, output_width=SIZE, output_height=SIZE)))
         else:
             im = Image.open(src)

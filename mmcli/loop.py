@@ -13,7 +13,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -34,8 +34,6 @@ class LoopState:
     best_epoch: int = 0
     bad_epochs: int = 0
     smoothed: float | None = None  # the monitored metric's moving average (train.monitor_smoothing)
-    smoothed_loss: float | None = None  # validation loss, smoothed the same way: breaks ties of a saturated metric
-    best_loss: float | None = None  # smoothed validation loss at the best epoch
     done: bool = False  # the epoch loop has ended (all epochs or an early stop); a resume goes straight to the end
     partial: dict = field(default_factory=dict)  # running sums of the unfinished epoch
     history: list[dict] = field(default_factory=list)
@@ -132,7 +130,8 @@ def load_last(run: Path, model, opt, sched) -> LoopState:
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         torch.set_rng_state(blob["rng"])
-        return LoopState(**blob["loop"])
+        known = {f.name for f in fields(LoopState)}  # a checkpoint of an older version may hold retired keys
+        return LoopState(**{k: v for k, v in blob["loop"].items() if k in known})
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same clear message
         raise MMError(f"cannot resume from {d}: {str(exc).splitlines()[0][:200]} "
                       "(truncated or tampered checkpoint?)") from None

@@ -5,8 +5,6 @@ Tiny widths (16) and 16x16 images keep every model fast on CPU.
 
 from __future__ import annotations
 
-from mmcli.models.classifier import encoder_settings, fusion_settings  # noqa: F401
-
 import itertools
 
 import pytest
@@ -15,7 +13,15 @@ from torch import nn
 
 from mmcli.config import load_config
 from mmcli.errors import UsageError
-from mmcli.models.classifier import MultimodalClassifier, build_encoder, build_model, frozen_inputs, param_groups
+from mmcli.models.classifier import (  # noqa: F401
+    MultimodalClassifier,
+    build_encoder,
+    build_model,
+    encoder_settings,
+    frozen_inputs,
+    fusion_settings,
+    param_groups,
+)
 from mmcli.models.fusion import FUSIONS, LowRankFusion
 from mmcli.models.image import IMAGE_ENCODERS
 from mmcli.models.text import TEXT_ENCODERS, pretrained_tokenizer_path

@@ -3,14 +3,14 @@ in the cache folder, and training over that table matches training that runs the
 
 from __future__ import annotations
 
-from mmcli.models.classifier import encoder_settings, fusion_settings  # noqa: F401
-
 import os
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from mmcli.models.classifier import encoder_settings, fusion_settings  # noqa: F401
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

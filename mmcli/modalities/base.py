@@ -20,7 +20,7 @@ input dict itself.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class Modality:
     path_cells: bool = False  # cells name files, resolved against the manifest's folder (image, audio)
     empty_what: str = "value"  # how an empty cell is named in a bad-row reason
     # cache file -> where the run folder keeps it (kind-wide fitted state such as the tokenizer)
-    state_files: dict[str, str] = {}
+    state_files: ClassVar[dict[str, str]] = {}
 
     def detect(self, values: list[str], column: str) -> bool:
         """Do these sampled cells (empty ones included) look like this kind?"""

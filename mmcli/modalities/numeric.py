@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def id_like(column: str, numbers: list[float]) -> bool:
         return True
     ints = [v for v in numbers if not math.isnan(v)]
     return (len(ints) >= 20 and all(v == int(v) for v in ints) and len(set(ints)) == len(ints)
-            and all(a < b for a, b in zip(ints, ints[1:])))
+            and all(a < b for a, b in pairwise(ints)))
 
 
 def robust_stats(values: np.ndarray) -> tuple[float, float]:

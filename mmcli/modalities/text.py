@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -14,7 +15,7 @@ class Text(Modality):
     kind = "text"
     fits = True
     empty_what = "text"
-    state_files = {"tokenizer.json": "tokenizer/tokenizer.json"}
+    state_files: ClassVar[dict[str, str]] = {"tokenizer.json": "tokenizer/tokenizer.json"}
 
     def detect(self, values: list[str], column: str) -> bool:
         return any(values)  # the string columns no other kind took

@@ -115,6 +115,9 @@ class TrainConfig:
     refit: bool = opt(True, "after training, train again from scratch on the training and validation rows together "
                       "for the best epoch count and keep that model (validation metrics stay those of the first "
                       "model, which never saw them)")
+    soup: bool = opt(False, "with train.refit: keep the average of the selected model's and the refit model's "
+                     "weights (a uniform model soup: both start from the same initialisation) instead of the refit "
+                     "model alone")
     seed: int = opt(0, "random seed (splits, initialisation, shuffling, augmentation)")
     augment: bool = opt(True, "random crops and flips of training images")
     label_smoothing: float = opt(0.0, "cross-entropy label smoothing")

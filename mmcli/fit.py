@@ -273,12 +273,17 @@ def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str, 
         metrics["late_fusion_weights"] = dict(zip(model.fusion.names, (round(w, 4) for w in weights)))
     outputs = {"val": predict_probs(model, batches(1), cached)} if len(cache.indices(1)) else {}
     if refitted is not None:
-        model, refit_tools = refitted
+        selected, (model, refit_tools) = model, refitted
         if weights is not None:
             model.fusion.weights.copy_(torch.tensor(weights))
+        if cfg.train.soup:
+            from mmcli.refit import soup
+
+            soup(model, selected)
         cached = refit_tools.cached
         save_weights(model, run / "model.safetensors")
-        metrics["refit"] = {"epochs": state.best_epoch, "rows": int(len(cache.indices(0)) + len(cache.indices(1)))}
+        metrics["refit"] = {"epochs": state.best_epoch, "rows": int(len(cache.indices(0)) + len(cache.indices(1))),
+                            "soup": cfg.train.soup}
     if len(cache.indices(2)):
         outputs["test"] = predict_probs(model, batches(2), cached)
     thresholds = None

@@ -45,3 +45,14 @@ def refit(run: Path, cfg: Config, cache, device: str, dinfo: D.DistInfo, epochs:
                               f"Resume with: mm train --resume {run}")
         log_line(f"refit {epoch}/{epochs}: train loss {result['train_loss']:.4f} acc {result['train_accuracy']:.3f}")
     return model, tools
+
+
+@torch.no_grad()
+def soup(model, other) -> None:
+    """Average `other`'s weights into `model` in place (a uniform soup of two; Wortsman et al. 2022). Both models
+    start from the same initialisation and the same pretrained weights, so they lie in one basin and their average
+    is a model, not a blend of two unrelated solutions. Integer buffers (BatchNorm's batch counts) keep `model`'s."""
+    theirs = other.state_dict()
+    for name, mine in model.state_dict().items():
+        if mine.is_floating_point():
+            mine.add_(theirs[name].to(mine.device)).mul_(0.5)

@@ -50,8 +50,9 @@ def refit(run: Path, cfg: Config, cache, device: str, dinfo: D.DistInfo, epochs:
 @torch.no_grad()
 def soup(model, other) -> None:
     """Average `other`'s weights into `model` in place (a uniform soup of two; Wortsman et al. 2022). Both models
-    start from the same initialisation and the same pretrained weights, so they lie in one basin and their average
-    is a model, not a blend of two unrelated solutions. Integer buffers (BatchNorm's batch counts) keep `model`'s."""
+    start from the same initialisation and the same pretrained weights, the case where weight averaging is known to
+    work; whether it pays here is measured in docs/benchmarks.md (one noto seed so far: under both models). Integer
+    buffers (BatchNorm's batch counts) keep `model`'s."""
     theirs = other.state_dict()
     for name, mine in model.state_dict().items():
         if mine.is_floating_point():

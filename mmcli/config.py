@@ -120,6 +120,10 @@ class TrainConfig:
                      "model alone")
     seed: int = opt(0, "random seed (splits, initialisation, shuffling, augmentation)")
     augment: bool = opt(True, "random crops and flips of training images")
+    flip_views: bool = opt(False, "with train.augment off: also cache the image encoders' tables (frozen "
+                           "embeddings, or a partly frozen encoder's first blocks' outputs) of every image mirrored "
+                           "left to right, and train each step on one of the two views at random; augmentation that "
+                           "keeps the frozen blocks running once per view")
     label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
     aux_weight: float = opt(0.0, "weight of per-modality auxiliary heads' loss beside the fused loss (0: none)")
     modality_dropout: float = opt(0.3, "probability of hiding each modality of a training row (never all of them); "
@@ -247,6 +251,8 @@ def _validate(cfg: Config) -> None:
         ("train.modality_dropout", 0.0 <= cfg.train.modality_dropout < 1.0, "must be in [0, 1)"),
         ("train.min_epochs", 0.0 <= cfg.train.min_epochs <= 1.0, "must be in [0, 1]"),
         ("train.monitor_smoothing", 0.0 <= cfg.train.monitor_smoothing < 1.0, "must be in [0, 1)"),
+        ("train.soup", cfg.train.refit or not cfg.train.soup,
+         "needs train.refit=true: it averages the selected model with the refit one"),
     ]
     for key, ok, why in checks:
         if not ok:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -44,14 +45,17 @@ def _key(cache, name: str, enc: torch.nn.Module, k: int = 0) -> str:
 
 @torch.inference_mode()
 def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: str,
-                      prefixes: dict[str, int] | None = None) -> dict[str, torch.Tensor]:
+                      prefixes: dict[str, int] | None = None, flip: bool = False) -> dict[str, torch.Tensor]:
     """Run each fully frozen encoder once over every valid row: {modality: float [N_cache, D]} (rows that are not
     valid stay zero). Later epochs then cost only the trainable parts. For a name in `prefixes` (modality -> k), the
     table holds instead the output of the encoder's frozen first k blocks, `[N_cache, *shape]`; it is left out
     (the encoder then runs whole every step) when it would exceed `PREFIX_TABLE_BYTES`.
 
     The table is kept in the cache folder, keyed by its input data and the encoder (`_key`), so the next
-    run over the same data and encoder (another fusion, seed or learning rate) skips the encoder entirely."""
+    run over the same data and encoder (another fusion, seed or learning rate) skips the encoder entirely.
+
+    `flip`: the same tables of each input mirrored along its last axis (an image `[B, 3, S, S]` left to right), a
+    second view of every row for training (`train.flip_views`); kept under its own file name."""
     specs = input_specs(model)
     idx = cache.indices()
     prefixes = prefixes or {}
@@ -59,7 +63,8 @@ def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: s
     for name in names:
         enc, k = model.encoders[name], prefixes.get(name, 0)
         enc.eval()
-        saved = cache.dir / f"{'prefix' if k else 'embeddings'}_{name}_{_key(cache, name, enc, k)}.npy"
+        stem = f"{'prefix' if k else 'embeddings'}{'_flip' if flip else ''}"
+        saved = cache.dir / f"{stem}_{name}_{_key(cache, name, enc, k)}.npy"
         if saved.exists():
             out[name] = torch.from_numpy(np.load(saved))
             continue
@@ -68,7 +73,8 @@ def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: s
         others = {i["name"] for i in cache.inputs} - {name}
         batches = Batches(cache, idx, batch_size, specs, device=device, skip=others)
         for inputs, _, _, pos in batches:
-            rows = run(inputs[name]).float().cpu()
+            x = inputs[name].flip(-1) if flip else inputs[name]
+            rows = run(x).float().cpu()
             if table is None:
                 size = len(cache.rows) * rows[0].numel() * 4
                 if k and size > PREFIX_TABLE_BYTES:
@@ -85,3 +91,33 @@ def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: s
             pass
         out[name] = table
     return out
+
+
+def flip_views(model, cache, batch_size: int, device: str, table: dict[str, torch.Tensor],
+               prefixes: dict[str, int]) -> Callable[[torch.Tensor], dict] | None:
+    """`train.flip_views`: the cached tables of mirrorable inputs (images) over the mirrored inputs too, and a
+    lookup for training steps, cache positions `[B]` -> {modality: rows of its table}, that gives each row one of its
+    two views at random (torch's seeded generator), so that the frozen blocks still run once per view. `table`:
+    {modality: [N_cache, ...]} as `frozen_embeddings` returned it. -> that lookup, or None when no table is of such
+    an input."""
+    from mmcli import modalities
+
+    names = [n for n in table if modalities.get(model.kinds[n]).mirrors]
+    if not names:
+        info("train.flip_views: no cached image table to mirror; training on the images as they are")
+        return None
+    flipped = frozen_embeddings(model, cache, names, batch_size, device,
+                                {n: prefixes[n] for n in names if n in prefixes}, flip=True)
+    info(f"train.flip_views: {', '.join(flipped)} mirrored left to right, one view per row at random")
+
+    def lookup(pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        for n, t in table.items():
+            rows = t[pos]
+            if n in flipped:
+                pick = (torch.rand(len(pos)) < 0.5).view(-1, *([1] * (rows.dim() - 1)))
+                rows = torch.where(pick, flipped[n][pos], rows)
+            out[n] = rows.to(device)
+        return out
+
+    return lookup

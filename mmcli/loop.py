@@ -146,6 +146,7 @@ class StepTools:
     scaler: torch.amp.GradScaler | None = None  # fp16 only: scales the loss so small gradients don't underflow
     cached: Callable[[torch.Tensor], dict] | None = None  # cache positions -> {modality: [B, D]} precomputed
     frozen: frozenset[str] = frozenset()  # the inputs `cached` covers (their raw inputs need not be loaded)
+    train_cached: Callable[[torch.Tensor], dict] | None = None  # as `cached`, for training steps (random views)
     any_rank: Callable[[bool], bool] = lambda flag: flag  # OR over ranks, so all ranks stop at the same step
     class_weights: torch.Tensor | None = None  # [C] loss weights (train.class_weights=auto)
     multi_label: bool = False  # sigmoid/BCE over label sets instead of softmax/cross-entropy
@@ -207,7 +208,8 @@ def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState
     progress.update(task, completed=state.batch)
     start = time.perf_counter() - acc["seconds"]
     for inputs, present, labels, pos in batches.iterate(start_batch=state.batch):
-        cached = tools.cached(pos) if tools.cached else None
+        lookup = tools.train_cached or tools.cached
+        cached = lookup(pos) if lookup else None
         with tools.autocast():
             if tools.separate_heads:  # independent per-modality heads (late fusion): each trains on its own rows
                 logits, heads = model(inputs, present, cached, return_aux=True)

@@ -114,6 +114,12 @@ def test_out_of_range(text):
         load_config(None, [text])
 
 
+def test_a_soup_without_the_refit_is_refused():
+    with pytest.raises(UsageError, match=r"train\.soup.*train\.refit=true"):
+        load_config(None, ["train.soup=true", "train.refit=false"])
+    assert load_config(None, ["train.soup=true"]).train.soup  # the refit is on by default
+
+
 @pytest.mark.parametrize("text", ["train.lr", "=3", ".lr=3", "train..lr=3"])
 def test_malformed_override(text):
     with pytest.raises(UsageError):

@@ -32,6 +32,7 @@ class Modality:
 
     kind: str = ""
     augments: bool = False  # batches change with train.augment (frozen-encoder tables then can't be reused)
+    mirrors: bool = False  # a left-right mirror of an input is another valid view of it (train.flip_views)
     fits: bool = False  # fits something on the training split (its build needs that state)
     grouped: bool = False  # all columns of this kind form one input (numeric)
     path_cells: bool = False  # cells name files, resolved against the manifest's folder (image, audio)

@@ -34,6 +34,7 @@ class Image(Modality):
     kind = "image"
     path_cells = True
     augments = True
+    mirrors = True
     empty_what = "image path"
 
     def detect(self, values: list[str], column: str) -> bool:

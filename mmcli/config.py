@@ -124,6 +124,9 @@ class TrainConfig:
                            "embeddings, or a partly frozen encoder's first blocks' outputs) of every image mirrored "
                            "left to right, and train each step on one of the two views at random; augmentation that "
                            "keeps the frozen blocks running once per view")
+    mixup: float = opt(0.0, "mixup of training rows' embeddings (after the encoders, before fusion) and of their "
+                       "labels, with weights drawn from Beta(mixup, mixup); a regulariser for small data, and it "
+                       "works over cached tables (0: off)")
     label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
     aux_weight: float = opt(0.0, "weight of per-modality auxiliary heads' loss beside the fused loss (0: none)")
     modality_dropout: float = opt(0.3, "probability of hiding each modality of a training row (never all of them); "
@@ -250,6 +253,7 @@ def _validate(cfg: Config) -> None:
         ("train.warmup", 0.0 <= cfg.train.warmup < 1.0, "must be in [0, 1)"),
         ("train.modality_dropout", 0.0 <= cfg.train.modality_dropout < 1.0, "must be in [0, 1)"),
         ("train.min_epochs", 0.0 <= cfg.train.min_epochs <= 1.0, "must be in [0, 1]"),
+        ("train.mixup", cfg.train.mixup >= 0, "must be at least 0 (0: off)"),
         ("train.monitor_smoothing", 0.0 <= cfg.train.monitor_smoothing < 1.0, "must be in [0, 1)"),
         ("train.soup", cfg.train.refit or not cfg.train.soup,
          "needs train.refit=true: it averages the selected model with the refit one"),

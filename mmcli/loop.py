@@ -60,6 +60,26 @@ def drop_modalities(present: torch.Tensor, p: float) -> torch.Tensor:
     return torch.where(kept.any(dim=1, keepdim=True), kept, present)
 
 
+def draw_mix(rows: int, alpha: float, device) -> tuple[torch.Tensor, float] | None:
+    """Mixup's pairing for one batch (Zhang et al. 2018; on embeddings, Verma et al. 2019): a random permutation
+    `[B]` of the rows and a weight lam ~ Beta(alpha, alpha), folded to lam >= 0.5 so each row stays mostly itself.
+    None when `alpha` is 0 (mixup off) or the batch has a single row. Drawn from torch's seeded generator."""
+    if alpha <= 0 or rows < 2:
+        return None
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    return torch.randperm(rows).to(device), max(lam, 1 - lam)
+
+
+def mix_targets(labels: torch.Tensor, mix, num_classes: int, multi_label: bool) -> torch.Tensor:
+    """The targets of a mixed batch: lam * y + (1 - lam) * y[perm] as class probabilities `[B, C]` (or, multi-label,
+    label-set weights); `labels` unchanged without `mix`."""
+    if mix is None:
+        return labels
+    perm, lam = mix
+    y = labels.float() if multi_label else nn.functional.one_hot(labels, num_classes).float()
+    return lam * y + (1 - lam) * y[perm]
+
+
 class StopFlag:
     """First Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current step; a second Ctrl-C aborts."""
 
@@ -210,18 +230,20 @@ def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState
     for inputs, present, labels, pos in batches.iterate(start_batch=state.batch):
         lookup = tools.train_cached or tools.cached
         cached = lookup(pos) if lookup else None
+        mix = draw_mix(labels.shape[0], cfg.train.mixup, labels.device)
         with tools.autocast():
             if tools.separate_heads:  # independent per-modality heads (late fusion): each trains on its own rows
-                logits, heads = model(inputs, present, cached, return_aux=True)
-                loss = _aux_loss(heads, present, labels, loss_fn)
-            elif tools.aux_weight > 0:
-                shown = drop_modalities(present, cfg.train.modality_dropout)
-                logits, aux = model(inputs, shown, cached, return_aux=True)
-                loss = loss_fn(logits.float(), labels) + tools.aux_weight * _aux_loss(aux, shown, labels, loss_fn)
+                logits, heads = model(inputs, present, cached, return_aux=True, mix=mix)
+                target = mix_targets(labels, mix, logits.shape[1], tools.multi_label)
+                loss = _aux_loss(heads, present if mix is None else present & present[mix[0]], target, loss_fn)
             else:
                 shown = drop_modalities(present, cfg.train.modality_dropout)
-                logits = model(inputs, shown, cached)
-                loss = loss_fn(logits.float(), labels)
+                logits, aux = model(inputs, shown, cached, return_aux=True, mix=mix)
+                target = mix_targets(labels, mix, logits.shape[1], tools.multi_label)
+                loss = loss_fn(logits.float(), target)
+                if tools.aux_weight > 0:
+                    both = shown if mix is None else shown & shown[mix[0]]
+                    loss = loss + tools.aux_weight * _aux_loss(aux, both, target, loss_fn)
         _step(model, opt, sched, loss, cfg.train.grad_clip, tools)
         n = labels.shape[0]
         acc["total"] += n

@@ -73,11 +73,26 @@ class MultimodalClassifier(nn.Module):
             out[name] = torch.where(present[:, j : j + 1], emb, self.missing[name].to(emb.dtype))
         return out
 
+    def _mix(self, embs: dict[str, torch.Tensor], present: torch.Tensor, mix: tuple[torch.Tensor, float]):
+        """Manifold mixup of the embeddings: row i becomes lam * row i + (1 - lam) * row perm[i] of every
+        modality; a modality absent from either row is absent from the mix. -> (embeddings, mask `[B, M]`)."""
+        perm, lam = mix
+        both = present & present[perm]
+        out = {}
+        for j, name in enumerate(self.names):
+            emb = lam * embs[name] + (1 - lam) * embs[name][perm]
+            out[name] = torch.where(both[:, j : j + 1], emb, self.missing[name].to(emb.dtype))
+        return out, both
+
     def forward(self, inputs: dict[str, torch.Tensor], present: torch.Tensor,
-                cached: dict[str, torch.Tensor] | None = None, return_aux: bool = False):
+                cached: dict[str, torch.Tensor] | None = None, return_aux: bool = False,
+                mix: tuple[torch.Tensor, float] | None = None):
         """-> logits `[B, num_classes]`; with `return_aux`, also `{modality: [B, num_classes]}` from the
-        per-modality heads (a flag rather than a method, so that DistributedDataParallel sees one forward)."""
+        per-modality heads (a flag rather than a method, so that DistributedDataParallel sees one forward).
+        `mix`: (permutation `[B]`, weight) for mixup of the rows' embeddings while training (`train.mixup`)."""
         embs = self.embed(inputs, present, cached)
+        if mix is not None:
+            embs, present = self._mix(embs, present, mix)
         if getattr(self.fusion, "separate_heads", False):  # late fusion: its own per-modality heads are the aux ones
             per = self.fusion.head_logits(embs)
             logits = self.fusion.combine(per, present, self.fusion.weights)

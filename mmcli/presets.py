@@ -21,7 +21,9 @@ _FROZEN = {
     "model": {"image_encoder": "effnet_lite0", "text_encoder": "minilm", "freeze": ["pretrained"],
               "unfreeze_last": 0, "fusion": "concat"},
     # Unchanging pixels let the frozen encoders run once per row; the embeddings are kept in the cache folder.
-    "train": {"augment": False, "epochs": 30, "lr": 1e-3, "modality_dropout": 0.1},
+    # Mixup of the embeddings regularises instead: fused test accuracy 0.837 -> 0.846 mean over the four public
+    # sets, cross-style 0.796 -> 0.820 (benchmarks/results/accuracy_zero_config_mixup_fused.log).
+    "train": {"augment": False, "epochs": 30, "lr": 1e-3, "modality_dropout": 0.1, "mixup": 0.4},
 }
 
 # Fine-tuning: the top 3 blocks of each encoder (EfficientNet-Lite0: its last 2 MBConv blocks and head conv; MiniLM:
@@ -36,7 +38,7 @@ _BEST = {
 PRESETS: dict[str, tuple[dict, str]] = {
     "fast": ({}, "scratch models (small CNN + bag of words, 64 px): no pretrained weights, seconds per epoch"),
     "pretrained": (_FROZEN, ("EfficientNet-Lite0 + MiniLM, frozen, their embeddings computed once and cached; an "
-                             "MLP head over the concatenated embeddings")),
+                             "MLP head over the concatenated embeddings, trained with mixup")),
     "best": (_BEST, ("the pretrained encoders with their top 3 blocks fine-tuned (frozen blocks below run once per "
                      "row), late fusion; minutes per 1,000 rows on 2 cores")),
 }

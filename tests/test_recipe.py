@@ -4,6 +4,7 @@ and per-encoder unfreezing."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,6 +44,11 @@ def test_presets_resolve_under_yaml_and_set(tmp_path):
     (tmp_path / "c.yaml").write_text("model:\n  fusion: gated\n")
     assert load_config(tmp_path / "c.yaml", [], preset="best").model.fusion == "gated"
     assert load_config(None, [], preset="fast") == load_config()
+
+
+def test_the_pretrained_yaml_spells_out_the_best_preset():
+    root = Path(__file__).resolve().parent.parent
+    assert load_config(root / "configs" / "pretrained.yaml") == load_config(None, [], preset="best")
 
 
 def test_preset_values_are_copies():

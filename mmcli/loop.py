@@ -21,6 +21,7 @@ from torch import nn
 
 from mmcli.errors import MMError
 from mmcli.files import atomic_path
+from mmcli.models.classifier import mixed_presence
 from mmcli.runs import save_weights
 
 
@@ -235,15 +236,14 @@ def train_one_epoch(model: nn.Module, batches, opt, sched, cfg, state: LoopState
             if tools.separate_heads:  # independent per-modality heads (late fusion): each trains on its own rows
                 logits, heads = model(inputs, present, cached, return_aux=True, mix=mix)
                 target = mix_targets(labels, mix, logits.shape[1], tools.multi_label)
-                loss = _aux_loss(heads, present if mix is None else present & present[mix[0]], target, loss_fn)
+                loss = _aux_loss(heads, mixed_presence(present, mix), target, loss_fn)
             else:
                 shown = drop_modalities(present, cfg.train.modality_dropout)
                 logits, aux = model(inputs, shown, cached, return_aux=True, mix=mix)
                 target = mix_targets(labels, mix, logits.shape[1], tools.multi_label)
                 loss = loss_fn(logits.float(), target)
                 if tools.aux_weight > 0:
-                    both = shown if mix is None else shown & shown[mix[0]]
-                    loss = loss + tools.aux_weight * _aux_loss(aux, both, target, loss_fn)
+                    loss = loss + tools.aux_weight * _aux_loss(aux, mixed_presence(shown, mix), target, loss_fn)
         _step(model, opt, sched, loss, cfg.train.grad_clip, tools)
         n = labels.shape[0]
         acc["total"] += n

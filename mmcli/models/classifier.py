@@ -11,6 +11,11 @@ from mmcli.models.encoder import apply_finetuning
 from mmcli.models.fusion import FUSIONS
 
 
+def mixed_presence(present: torch.Tensor, mix: tuple[torch.Tensor, float] | None) -> torch.Tensor:
+    """Presence `[B, M]` of a mixed batch: a modality counts only where both rows of a pair have it."""
+    return present if mix is None else present & present[mix[0]]
+
+
 class MultimodalClassifier(nn.Module):
     """`inputs {name: tensor}` + presence `[B, M]` -> logits `[B, C]`.
 
@@ -77,7 +82,7 @@ class MultimodalClassifier(nn.Module):
         """Manifold mixup of the embeddings: row i becomes lam * row i + (1 - lam) * row perm[i] of every
         modality; a modality absent from either row is absent from the mix. -> (embeddings, mask `[B, M]`)."""
         perm, lam = mix
-        both = present & present[perm]
+        both = mixed_presence(present, mix)
         out = {}
         for j, name in enumerate(self.names):
             emb = lam * embs[name] + (1 - lam) * embs[name][perm]

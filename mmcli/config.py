@@ -120,10 +120,11 @@ class TrainConfig:
                      "model alone")
     seed: int = opt(0, "random seed (splits, initialisation, shuffling, augmentation)")
     augment: bool = opt(True, "random crops and flips of training images")
-    flip_views: bool = opt(False, "with train.augment off: also cache the image encoders' tables (frozen "
-                           "embeddings, or a partly frozen encoder's first blocks' outputs) of every image mirrored "
-                           "left to right, and train each step on one of the two views at random; augmentation that "
-                           "keeps the frozen blocks running once per view")
+    views: list[str] = opt([], "with train.augment off: also cache the image encoders' tables (frozen "
+                           "embeddings, or a partly frozen encoder's first blocks' outputs) of every image re-rendered "
+                           "as each view (flip: mirrored left to right; gray: in grey), and train each row of a step "
+                           "on one of its renderings at random; augmentation that keeps the frozen blocks running "
+                           "once per view")
     mixup: float = opt(0.0, "mixup of training rows' embeddings (after the encoders, before fusion) and of their "
                        "labels, with weights drawn from Beta(mixup, mixup); a regulariser for small data, and it "
                        "works over cached tables (0: off)")
@@ -261,6 +262,18 @@ def _validate(cfg: Config) -> None:
     for key, ok, why in checks:
         if not ok:
             raise UsageError(f"config key '{key}' {why}")
+    if cfg.train.views:
+        _check_views(cfg.train.views)
+
+
+def _check_views(views: list[str]) -> None:
+    """`train.views` names views some input kind has (mmcli/modalities/), each once."""
+    from mmcli import modalities
+
+    known = sorted({v for kind in modalities.KIND_ORDER for v in modalities.get(kind).views})
+    unknown = [v for v in views if v not in known]
+    if unknown or len(set(views)) < len(views):
+        raise UsageError(f"config key 'train.views': {views} must name each view once, from: {', '.join(known)}")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

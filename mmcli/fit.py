@@ -18,7 +18,7 @@ from mmcli.config import Config
 from mmcli.data.dataset import Batches, input_specs
 from mmcli.evaluate import predict_probs
 from mmcli.files import atomic_write_text
-from mmcli.frozen import flip_views, frozen_embeddings
+from mmcli.frozen import frozen_embeddings, view_tables
 from mmcli.late_weights import tune_late_weights
 from mmcli.loop import Interrupted, LoopState, StepTools, StopFlag, load_last, lr_lambda, save_last, train_one_epoch
 from mmcli.metrics import classification_metrics
@@ -81,8 +81,9 @@ def _precompute(model, cache, cfg: Config, device: str, tools: StepTools) -> lis
         model.encoders[n].cached_prefix = prefixes[n]
     tools.cached = lambda pos: {n: t[pos].to(device) for n, t in table.items()}
     tools.frozen = frozenset(table)
-    if cfg.train.flip_views:
-        tools.train_cached = flip_views(model, cache, cfg.train.batch_size * 2, device, table, prefixes)
+    if cfg.train.views:
+        tools.train_cached = view_tables(model, cache, cfg.train.batch_size * 2, device, table, prefixes,
+                                         cfg.train.views)
     if frozen:
         info(f"frozen encoders ({', '.join(frozen)}): embeddings computed once and reused every epoch")
     if set(prefixes) & set(table):

@@ -45,7 +45,7 @@ def _key(cache, name: str, enc: torch.nn.Module, k: int = 0) -> str:
 
 @torch.inference_mode()
 def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: str,
-                      prefixes: dict[str, int] | None = None, flip: bool = False) -> dict[str, torch.Tensor]:
+                      prefixes: dict[str, int] | None = None, view: str | None = None) -> dict[str, torch.Tensor]:
     """Run each fully frozen encoder once over every valid row: {modality: float [N_cache, D]} (rows that are not
     valid stay zero). Later epochs then cost only the trainable parts. For a name in `prefixes` (modality -> k), the
     table holds instead the output of the encoder's frozen first k blocks, `[N_cache, *shape]`; it is left out
@@ -54,8 +54,10 @@ def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: s
     The table is kept in the cache folder, keyed by its input data and the encoder (`_key`), so the next
     run over the same data and encoder (another fusion, seed or learning rate) skips the encoder entirely.
 
-    `flip`: the same tables of each input mirrored along its last axis (an image `[B, 3, S, S]` left to right), a
-    second view of every row for training (`train.flip_views`); kept under its own file name."""
+    `view`: the same tables over each input re-rendered by its kind's `view(view, x)` (an image mirrored, or in
+    grey), another view of every row for training (`train.views`); kept under its own file name."""
+    from mmcli import modalities
+
     specs = input_specs(model)
     idx = cache.indices()
     prefixes = prefixes or {}
@@ -63,7 +65,7 @@ def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: s
     for name in names:
         enc, k = model.encoders[name], prefixes.get(name, 0)
         enc.eval()
-        stem = f"{'prefix' if k else 'embeddings'}{'_flip' if flip else ''}"
+        stem = f"{'prefix' if k else 'embeddings'}{'_' + view if view else ''}"
         saved = cache.dir / f"{stem}_{name}_{_key(cache, name, enc, k)}.npy"
         if saved.exists():
             out[name] = torch.from_numpy(np.load(saved))
@@ -73,7 +75,7 @@ def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: s
         others = {i["name"] for i in cache.inputs} - {name}
         batches = Batches(cache, idx, batch_size, specs, device=device, skip=others)
         for inputs, _, _, pos in batches:
-            x = inputs[name].flip(-1) if flip else inputs[name]
+            x = modalities.get(model.kinds[name]).view(view, inputs[name]) if view else inputs[name]
             rows = run(x).float().cpu()
             if table is None:
                 size = len(cache.rows) * rows[0].numel() * 4
@@ -93,30 +95,32 @@ def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: s
     return out
 
 
-def flip_views(model, cache, batch_size: int, device: str, table: dict[str, torch.Tensor],
-               prefixes: dict[str, int]) -> Callable[[torch.Tensor], dict] | None:
-    """`train.flip_views`: the cached tables of mirrorable inputs (images) over the mirrored inputs too, and a
-    lookup for training steps, cache positions `[B]` -> {modality: rows of its table}, that gives each row one of its
-    two views at random (torch's seeded generator), so that the frozen blocks still run once per view. `table`:
-    {modality: [N_cache, ...]} as `frozen_embeddings` returned it. -> that lookup, or None when no table is of such
-    an input."""
+def view_tables(model, cache, batch_size: int, device: str, table: dict[str, torch.Tensor],
+                prefixes: dict[str, int], views: list[str]) -> Callable[[torch.Tensor], dict] | None:
+    """`train.views`: the cached tables of the inputs whose kind has these views (images: flip, gray) over each
+    view too, and a lookup for training steps, cache positions `[B]` -> {modality: rows of its table}, that gives
+    each row one of its 1 + len(views) renderings at random (torch's seeded generator), so that the frozen blocks
+    still run once per view. `table`: {modality: [N_cache, ...]} as `frozen_embeddings` returned it. -> that
+    lookup, or None when no table is of such an input."""
     from mmcli import modalities
 
-    names = [n for n in table if modalities.get(model.kinds[n]).mirrors]
+    names = [n for n in table if set(views) <= set(modalities.get(model.kinds[n]).views)]
     if not names:
-        info("train.flip_views: no cached image table to mirror; training on the images as they are")
+        info(f"train.views: no cached table of an input with the views {', '.join(views)}; training on the inputs "
+             "as they are")
         return None
-    flipped = frozen_embeddings(model, cache, names, batch_size, device,
-                                {n: prefixes[n] for n in names if n in prefixes}, flip=True)
-    info(f"train.flip_views: {', '.join(flipped)} mirrored left to right, one view per row at random")
+    alt = [frozen_embeddings(model, cache, names, batch_size, device,
+                             {n: prefixes[n] for n in names if n in prefixes}, view=v) for v in views]
+    info(f"train.views: {', '.join(names)} also as {', '.join(views)}; one rendering per row at random")
 
     def lookup(pos: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
         for n, t in table.items():
             rows = t[pos]
-            if n in flipped:
-                pick = (torch.rand(len(pos)) < 0.5).view(-1, *([1] * (rows.dim() - 1)))
-                rows = torch.where(pick, flipped[n][pos], rows)
+            if n in names:
+                pick = torch.randint(len(alt) + 1, (len(pos),))  # 0: as it is, i: view i
+                for i, other in enumerate(alt, 1):
+                    rows = torch.where((pick == i).view(-1, *([1] * (rows.dim() - 1))), other[n][pos], rows)
             out[n] = rows.to(device)
         return out
 

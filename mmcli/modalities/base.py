@@ -32,13 +32,18 @@ class Modality:
 
     kind: str = ""
     augments: bool = False  # batches change with train.augment (frozen-encoder tables then can't be reused)
-    mirrors: bool = False  # a left-right mirror of an input is another valid view of it (train.flip_views)
+    views: tuple[str, ...] = ()  # deterministic re-renderings that keep the label (train.views); see view()
     fits: bool = False  # fits something on the training split (its build needs that state)
     grouped: bool = False  # all columns of this kind form one input (numeric)
     path_cells: bool = False  # cells name files, resolved against the manifest's folder (image, audio)
     empty_what: str = "value"  # how an empty cell is named in a bad-row reason
     # cache file -> where the run folder keeps it (kind-wide fitted state such as the tokenizer)
     state_files: ClassVar[dict[str, str]] = {}
+
+    def view(self, name: str, x: Any) -> Any:
+        """A batch of this kind's model inputs -> the same batch re-rendered as view `name` (one of `views`)."""
+        valid = ", ".join(self.views) or "none"
+        raise UsageError(f"train.views: {self.kind} inputs have no view {name!r}; valid: {valid}")
 
     def detect(self, values: list[str], column: str) -> bool:
         """Do these sampled cells (empty ones included) look like this kind?"""

@@ -34,8 +34,19 @@ class Image(Modality):
     kind = "image"
     path_cells = True
     augments = True
-    mirrors = True
+    views = ("flip", "gray")
     empty_what = "image path"
+
+    def view(self, name: str, x: Any) -> Any:
+        """`[B, 3, S, S]` normalised images -> mirrored left to right (flip), or their luma in all three channels
+        (gray: the colours gone, shapes kept; on the normalised values, exact where mean and std are the same for
+        every channel, as EfficientNet's are)."""
+        if name == "flip":
+            return x.flip(-1)
+        if name == "gray":
+            luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+            return luma.unsqueeze(1).expand_as(x).contiguous()
+        return super().view(name, x)
 
     def detect(self, values: list[str], column: str) -> bool:
         return looks_like_paths(values, IMAGE_EXTENSIONS)

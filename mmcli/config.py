@@ -128,6 +128,9 @@ class TrainConfig:
     mixup: float = opt(0.0, "mixup of training rows' embeddings (after the encoders, before fusion) and of their "
                        "labels, with weights drawn from Beta(mixup, mixup); a regulariser for small data, and it "
                        "works over cached tables (0: off)")
+    lp_epochs: int = opt(0, "with fine-tuned encoders: first train the head alone this many epochs over the "
+                         "encoders' embeddings before fine-tuning (cached like a frozen encoder's, so seconds), then "
+                         "fine-tune from that head (LP-FT); 0: fine-tune from a random head")
     label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
     aux_weight: float = opt(0.0, "weight of per-modality auxiliary heads' loss beside the fused loss (0: none)")
     modality_dropout: float = opt(0.3, "probability of hiding each modality of a training row (never all of them); "

@@ -104,9 +104,10 @@ def train_batch_size(batch_size: int, rows: int, min_steps: int) -> int:
     return min(batch_size, max(MIN_AUTO_BATCH, -(-rows // min_steps)))
 
 
-def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None):
+def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None, probe: bool = True):
     """-> (model, ddp model or the same, train batches, val batches, optimiser, scheduler, step tools).
-    `train_rows`: cache positions to train on (default: the train split)."""
+    `train_rows`: cache positions to train on (default: the train split). `probe`: train the head alone first
+    (`train.lp_epochs`; off when a checkpoint's weights replace the model's anyway)."""
     names = cache.meta["label_names"]
     # channels_last: conv backward runs ~25% faster on CPU in this layout (benchmarks/overhead.py)
     model = build_model(cfg, cache.inputs, len(names), states=_states(cache), multi_label=cache.multi_label)
@@ -115,6 +116,10 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None):
     tools = _tools(cfg, device, dinfo)
     frozen = _precompute(model, cache, cfg, device, tools)
     train_rows = cache.indices(0) if train_rows is None else train_rows
+    if probe and cfg.train.lp_epochs > 0:
+        from mmcli.lpft import probe_head
+
+        probe_head(model, cache, cfg, device, tools, train_rows, dinfo)
     batch = train_batch_size(cfg.train.batch_size, len(train_rows), cfg.train.min_steps)
     if batch != cfg.train.batch_size and dinfo.main:
         info(f"batch size {batch} (train.min_steps={cfg.train.min_steps} for {len(train_rows)} training rows)")
@@ -176,7 +181,7 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
     `on_epoch(epoch, row)` gets each epoch's history row (val metrics included) before it is recorded; an
     exception it raises ends training there (`mm tune` prunes a trial that way)."""
     names = cache.meta["label_names"]
-    model, net, tr, va, opt, sched, tools = build(cfg, cache, device, dinfo)
+    model, net, tr, va, opt, sched, tools = build(cfg, cache, device, dinfo, probe=not resumed)
     state = load_last(run, model, opt, sched) if resumed else LoopState()
     if resumed:
         info(f"resuming {run} at epoch {state.epoch + 1}, batch {state.batch}")

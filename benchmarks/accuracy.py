@@ -15,6 +15,11 @@ when both sets are in one invocation, its rows reuse the Noto runs (same recipe,
 on `cross`'s test split (OpenMoji's artwork), instead of training the same models twice. Its wall time column is
 then the Noto run's.
 
+A late-fusion recipe (`best`) trains one head per input, each on its own loss, so its fused runs are also scored
+with each input hidden (`mm eval --ablate`): a single-input model of the same recipe, printed as "<input> (fused
+run's <input> head)" rows. `--single heads` takes the recipe's image-only and text-only rows from those instead
+of training them apart, which halves the recipe's time.
+
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/accuracy.py | tee benchmarks/results/accuracy.log
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/accuracy.py --sets noto --recipes best --split val --seeds 0 1
 """
@@ -88,14 +93,19 @@ def fit_rows(csv_path: Path) -> list[tuple]:
              hashlib.sha256((csv_path.parent / r["image"]).read_bytes()).hexdigest()) for r in rows]
 
 
-def score_run(run: Path, csv_path: Path, report: str, wall: float) -> dict:
-    """A trained run scored on another CSV's `report` split -> run_mm's result dict."""
+def score_run(run: Path, csv_path: Path, report: str, wall: float, heads: bool = False) -> dict:
+    """A trained run scored on a CSV's `report` split -> run_mm's result dict. `heads`: also score it with each
+    input hidden (`mm eval --ablate`), under "heads": {input: (accuracy, macro-F1)}."""
     from mmcli.evaluate import evaluate_run
 
-    m = evaluate_run(run, csv_path, split=report, out_dir=run.parent / f"{run.name}-on-{csv_path.parent.name}")
+    m = evaluate_run(run, csv_path, split=report, out_dir=run.parent / f"{run.name}-on-{csv_path.parent.name}",
+                     ablate=heads)
     t = json.loads((run / "metrics.json").read_text())
-    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "wall": wall,
-            "epochs": f"{t['best_epoch']}/{t['epochs_run']}"}
+    out = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "wall": wall, "run": run,
+           "epochs": f"{t['best_epoch']}/{t['epochs_run']}"}
+    if heads:
+        out["heads"] = {n: (r["accuracy"], r["macro_f1"]) for n, r in m["ablation"]["single"].items()}
+    return out
 
 
 def run_mm(csv_path: Path, preset: str, overrides: list[str], seed: int, out: Path, report: str) -> dict:
@@ -136,21 +146,41 @@ def bench_set(name: str, args, tmp: Path, trained: dict) -> list[tuple]:
           f"features {feat_s:.0f} s (cached after the first run)", file=sys.stderr, flush=True)
     for recipe in args.recipes:
         preset, extra = RECIPES[recipe]
+        late = _late(preset, extra + args.sets)
         for mod in args.modalities:
+            if mod != "fused" and late and args.single == "heads":
+                continue  # the fused runs' own per-input heads give these rows (below)
             res = []
             for seed in args.seeds:
-                out = tmp / "runs" / f"{name}-{recipe}-{mod}-{seed}"
+                out = (args.keep_runs or tmp / "runs") / f"{name}-{recipe}-{mod}-{seed}"
+                heads = late and mod == "fused"
                 if twin and (twin, recipe, mod, seed) in trained:
                     run, wall = trained[twin, recipe, mod, seed]
-                    res.append(score_run(run, csv_path, args.split, wall))
+                    r = score_run(run, csv_path, args.split, wall, heads)
                 else:
-                    res.append(run_mm(csv_path, preset, extra + MODALITIES[mod] + args.sets, seed, out, args.split))
-                    trained[name, recipe, mod, seed] = (res[-1]["run"], res[-1]["wall"])
+                    r = run_mm(csv_path, preset, extra + MODALITIES[mod] + args.sets, seed, out, args.split)
+                    trained[name, recipe, mod, seed] = (r["run"], r["wall"])
+                    if heads:
+                        r = score_run(r["run"], csv_path, args.split, r["wall"], heads)
+                res.append(r)
                 print(f"  {recipe} {mod} seed {seed}: acc {res[-1]['accuracy']:.4f} f1 {res[-1]['macro_f1']:.4f} "
-                      f"{res[-1]['wall']:.1f} s epochs {res[-1]['epochs']}", file=sys.stderr, flush=True)
+                      f"{res[-1]['wall']:.1f} s epochs {res[-1]['epochs']}"
+                      + "".join(f"; {n} head {a:.4f}" for n, (a, _) in res[-1].get("heads", {}).items()),
+                      file=sys.stderr, flush=True)
             rows.append((name, recipe, mod, [r["accuracy"] for r in res], [r["macro_f1"] for r in res],
                          statistics.median(r["wall"] for r in res), " ".join(r["epochs"] for r in res)))
+            for n in res[0].get("heads", {}) if len(res[0].get("heads", {})) > 1 else ():
+                rows.append((name, recipe, f"{n} (fused run's {n} head)", [r["heads"][n][0] for r in res],
+                             [r["heads"][n][1] for r in res], rows[-1][5], rows[-1][6]))
     return rows
+
+
+def _late(preset: str, overrides: list[str]) -> bool:
+    """Does the recipe fuse late? Its per-input heads then train apart, each on its own loss, so hiding the other
+    inputs of a fused run scores a single-input model of the same recipe."""
+    from mmcli.config import load_config
+
+    return load_config(None, COMMON + overrides, preset=preset).model.fusion == "late"
 
 
 def main() -> None:
@@ -159,10 +189,15 @@ def main() -> None:
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     ap.add_argument("--modalities", nargs="+", default=list(MODALITIES), choices=list(MODALITIES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--single", choices=("runs", "heads"), default="runs",
+                    help="single-input rows of a late-fusion recipe: runs trained on that input alone, or the fused "
+                         "runs' own per-input heads (no extra training; the fused runs' hidden-input scores are "
+                         "printed either way)")
     ap.add_argument("--split", choices=("test", "val"), default="test", help="split to report (val: choose recipes)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra override for every mm run")
     ap.add_argument("--data", type=Path, default=Path("/tmp/mm-sets"), help="built sets (reused)")
     ap.add_argument("--src", type=Path, default=Path("/tmp/mm-src"), help="npm download / extract folder")
+    ap.add_argument("--keep-runs", type=Path, help="folder to train the runs into and keep (default: a scratch one)")
     ap.add_argument("--keep-cache", type=Path, help="cache folder to keep between runs (default: a scratch one)")
     args = ap.parse_args()
     os.environ.setdefault("MM_QUIET", "1")

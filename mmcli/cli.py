@@ -144,7 +144,7 @@ def train(
     cache_dir: CacheOpt = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps "
                                                   "(train.device).")] = None,
-    precision: Annotated[str | None, typer.Option("--precision", help="32, bf16 or fp16 (train.precision).")]
+    precision: Annotated[str | None, typer.Option("--precision", help="32, bf16, fp16 or auto: bf16 where the hardware computes it natively (train.precision).")]
     = None,
     nproc: Annotated[int, typer.Option("--nproc-per-node", help="Processes per machine (one per GPU): launches "
                                        "through torch.distributed.run (torchrun).")] = 1,

@@ -73,6 +73,9 @@ class ModelConfig:
                       "(benchmarks/sample_accuracy.py)")
     fusion_dim: int = opt(0, "common width of projecting fusions (sum, product, gated, attention, lmf; 0: embed_dim)")
     lmf_rank: int = opt(4, "rank of the low-rank multimodal fusion (lmf)")
+    late_weighting: str = opt("fixed", "late fusion: fixed (each head's logits times its weight fitted on "
+                              "validation) or entropy (also weighted per row by how sure each head is of it: "
+                              "1 / entropy of its softmax)", ("fixed", "entropy"))
     freeze: list[str] = opt([], "encoders to freeze: column names, encoder names, 'image', 'text' or 'pretrained'")
     unfreeze_last: int = opt(0, "keep the last N blocks trainable: of each frozen encoder, or (freeze empty) of each "
                              "pretrained encoder, the rest frozen")
@@ -141,7 +144,9 @@ class TrainConfig:
     class_weights: str = opt("none", "weight the loss by inverse class frequency", ("none", "auto"))
     sampler: str = opt("shuffle", "batch sampling: shuffle, or weighted (rows drawn with probability 1/class "
                        "frequency, with replacement)", ("shuffle", "weighted"))
-    precision: str = opt("32", "32, or bf16 / fp16 autocast (fp16 with a gradient scaler; CUDA)", ("32", "bf16", "fp16"))
+    precision: str = opt("32", "32, or bf16 / fp16 autocast (fp16 with a gradient scaler; CUDA); auto: bf16 where the "
+                         "hardware computes it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), else 32",
+                         ("32", "bf16", "fp16", "auto"))
     pretrained_lr: float = opt(1e-4, "learning rate of the trainable parts of pretrained encoders")
     cache_prefix: bool = opt(True, "partly frozen encoders (model.unfreeze_last): compute the frozen first blocks' "
                              "outputs once and keep them in the cache folder (false: run them every step)")

@@ -20,14 +20,22 @@ from mmcli.evaluate import predict_probs
 from mmcli.files import atomic_write_text
 from mmcli.frozen import frozen_embeddings, view_tables
 from mmcli.late_weights import tune_late_weights
-from mmcli.loop import Interrupted, LoopState, StepTools, StopFlag, load_last, lr_lambda, save_last, train_one_epoch
+from mmcli.loop import (
+    Interrupted,
+    LoopState,
+    StepTools,
+    StopFlag,
+    amp_dtype,
+    load_last,
+    lr_lambda,
+    save_last,
+    train_one_epoch,
+)
 from mmcli.metrics import classification_metrics
 from mmcli.models.classifier import build_model, frozen_inputs, param_groups
 from mmcli.progress import console, info, log_line, make_progress, quiet
 from mmcli.runs import save_weights, update_latest, write_json
 from mmcli.stopping import may_stop, record_epoch
-
-AMP = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _states(cache) -> dict:
@@ -36,10 +44,8 @@ def _states(cache) -> dict:
 
 
 def _tools(cfg: Config, device: str, dinfo: D.DistInfo) -> StepTools:
-    dtype = AMP[cfg.train.precision]
     device_type = torch.device(device).type
-    if dtype is not None and device_type == "cpu" and dtype == torch.float16:
-        dtype = torch.bfloat16  # CPU autocast has no fp16 kernels worth using
+    dtype = amp_dtype(cfg.train.precision, device)
     scaler = torch.amp.GradScaler(device_type) if dtype == torch.float16 else None
 
     def any_rank(flag: bool) -> bool:

@@ -158,6 +158,29 @@ def load_last(run: Path, model, opt, sched) -> LoopState:
                       "(truncated or tampered checkpoint?)") from None
 
 
+AMP = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def native_bf16(device: str) -> bool:
+    """Does `device` compute bf16 natively (so that autocast to it is faster than fp32, not emulated)?"""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if kind == "cpu":  # oneDNN's bf16 kernels need AVX512-BF16 or AMX; elsewhere bf16 is converted back and forth
+        return any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported",
+                                                                      "_is_amx_tile_supported"))
+    return False
+
+
+def amp_dtype(precision: str, device: str) -> torch.dtype | None:
+    """`train.precision` on `device` -> the autocast dtype, None for fp32. fp16 on a CPU becomes bf16 (CPU autocast
+    has no fp16 kernels worth using); auto is bf16 where `native_bf16`, else fp32."""
+    if precision == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    dtype = AMP[precision]
+    return torch.bfloat16 if dtype == torch.float16 and torch.device(device).type == "cpu" else dtype
+
+
 @dataclass
 class StepTools:
     """Per-run helpers for `train_one_epoch`: mixed precision, frozen-embedding lookup, distributed stop vote."""

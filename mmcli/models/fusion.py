@@ -149,6 +149,9 @@ class LowRankFusion(nn.Module):
         return torch.einsum("brf,r->bf", fused, self.rank_weights[0]) + self.bias
 
 
+LATE_WEIGHTINGS = ("fixed", "entropy")
+
+
 class LateFusion(nn.Module):
     """Late fusion (Snoek, Worring and Smeulders 2005, "Early versus Late Fusion in Semantic Video Analysis"): one
     linear classifier per modality, logits averaged over the modalities present in each row. -> logits `[B, C]`.
@@ -165,9 +168,11 @@ class LateFusion(nn.Module):
     produces_logits = True
     separate_heads = True
 
-    def __init__(self, dims: dict[str, int], num_classes: int, dropout: float = 0.0):
+    def __init__(self, dims: dict[str, int], num_classes: int, dropout: float = 0.0, weighting: str = "fixed"):
         super().__init__()
-        self.names, self.out_dim = list(dims), num_classes
+        if weighting not in LATE_WEIGHTINGS:
+            raise ValueError(f"unknown late-fusion weighting {weighting!r}; valid: {', '.join(LATE_WEIGHTINGS)}")
+        self.names, self.out_dim, self.weighting = list(dims), num_classes, weighting
         self.heads = nn.ModuleDict({n: nn.Sequential(nn.Dropout(dropout), nn.Linear(d, num_classes))
                                     for n, d in dims.items()})
         self.register_buffer("weights", torch.ones(len(self.names)))
@@ -177,10 +182,17 @@ class LateFusion(nn.Module):
         return torch.stack([self.heads[n](embs[n]) for n in self.names], dim=1)
 
     def combine(self, logits: torch.Tensor, present: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """`[B, M, C]`, `[B, M]`, `[M]` -> `[B, C]`: weighted logits summed over present modalities / their count."""
+        """`[B, M, C]`, `[B, M]`, `[M]` -> `[B, C]`: the mean of the weighted logits over present modalities; with
+        `weighting` "entropy", a mean weighted per row by 1 / (entropy of each head's softmax + 1e-3), so that a
+        head unsure of a row (an image drawn in an unseen style) yields to a head that is sure of it."""
         # A row with nothing present averages all heads (fed the learned "missing" embeddings) instead of dividing by 0.
         w = (present | ~present.any(1, keepdim=True)).unsqueeze(-1).to(logits.dtype)
-        return (logits * w * weights.to(logits.dtype)[None, :, None]).sum(1) / w.sum(1)
+        scaled = logits * weights.to(logits.dtype)[None, :, None]
+        if self.weighting == "entropy":
+            p = scaled.float().softmax(-1)
+            entropy = -(p * p.clamp_min(1e-12).log()).sum(-1, keepdim=True)  # [B, M, 1]
+            w = w / (entropy.to(logits.dtype) + 1e-3)
+        return (scaled * w).sum(1) / w.sum(1)
 
     def forward(self, embs: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
         """`{m: [B, D_m]}`, `[B, M]` -> `[B, num_classes]`."""
@@ -229,6 +241,7 @@ def build_lmf(dims: dict[str, int], fusion_dim: int = 0, embed_dim: int = 0, lmf
 
 
 @FUSIONS.register("late")
-def build_late(dims: dict[str, int], num_classes: int, dropout: float = 0.0, **_: object) -> LateFusion:
+def build_late(dims: dict[str, int], num_classes: int, dropout: float = 0.0, late_weighting: str = "fixed",
+               **_: object) -> LateFusion:
     """Late fusion: a linear head per modality trained alone; logits weighted (fitted on val) over present ones."""
-    return LateFusion(dims, num_classes, dropout=dropout)
+    return LateFusion(dims, num_classes, dropout=dropout, weighting=late_weighting)

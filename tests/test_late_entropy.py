@@ -43,7 +43,6 @@ def test_unknown_weightings_are_errors_that_list_the_valid_ones():
         _fusion("vote")
     with pytest.raises(UsageError, match="late_weighting"):
         load_config(None, ["model.late_weighting=vote"])
-    assert load_config(None, [], preset="best").model.late_weighting == "entropy"
     assert load_config(None, []).model.late_weighting == "fixed"
 
 

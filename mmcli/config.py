@@ -74,8 +74,9 @@ class ModelConfig:
     fusion_dim: int = opt(0, "common width of projecting fusions (sum, product, gated, attention, lmf; 0: embed_dim)")
     lmf_rank: int = opt(4, "rank of the low-rank multimodal fusion (lmf)")
     late_weighting: str = opt("fixed", "late fusion: fixed (each head's logits times its weight fitted on "
-                              "validation) or entropy (also weighted per row by how sure each head is of it: "
-                              "1 / entropy of its softmax)", ("fixed", "entropy"))
+                              "validation) or entropy (the finished model also weights each row's heads by how sure each "
+                              "is of it, 1 / entropy of its softmax; training and the weight fit use fixed)",
+                              ("fixed", "entropy"))
     freeze: list[str] = opt([], "encoders to freeze: column names, encoder names, 'image', 'text' or 'pretrained'")
     unfreeze_last: int = opt(0, "keep the last N blocks trainable: of each frozen encoder, or (freeze empty) of each "
                              "pretrained encoder, the rest frozen")

@@ -118,6 +118,7 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None, p
     # channels_last: conv backward runs ~25% faster on CPU in this layout (benchmarks/overhead.py)
     model = build_model(cfg, cache.inputs, len(names), states=_states(cache), multi_label=cache.multi_label)
     model.to(device, memory_format=torch.channels_last)
+    _fitting(model, True)
     specs = input_specs(model)
     tools = _tools(cfg, device, dinfo)
     frozen = _precompute(model, cache, cfg, device, tools)
@@ -255,6 +256,12 @@ def _end_epoch(run: Path, model, opt, sched, state: LoopState, row: dict, cfg: C
     return may_stop(cfg, state)
 
 
+def _fitting(model, on: bool) -> None:
+    """Late fusion's per-row weighting (`model.late_weighting`) waits until the model is finished: see LateFusion."""
+    if hasattr(model.fusion, "fitting"):
+        model.fusion.fitting = on
+
+
 def _write_history(run: Path, history: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(history[0]), lineterminator="\n")
@@ -282,12 +289,14 @@ def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str, 
         return Batches(cache, cache.indices(code), cfg.train.batch_size * 2, specs, device=device, skip=skip)
 
     weights = tune_late_weights(model, batches(1), cached) if len(cache.indices(1)) else None
+    _fitting(model, False)  # from here on the model is scored as it will predict
     if weights is not None:  # part of the model from now on: saved with it, used by eval and predict
         save_weights(model, run / "model.safetensors")
         metrics["late_fusion_weights"] = dict(zip(model.fusion.names, (round(w, 4) for w in weights)))
     outputs = {"val": predict_probs(model, batches(1), cached)} if len(cache.indices(1)) else {}
     if refitted is not None:
         selected, (model, refit_tools) = model, refitted
+        _fitting(model, False)
         if weights is not None:
             model.fusion.weights.copy_(torch.tensor(weights))
         if cfg.train.soup:

@@ -141,7 +141,10 @@ class TrainConfig:
                                   "unused while late fusion trains its heads apart")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: int = opt(0, "torch CPU threads (0: torch's default)")
-    checkpoint_every: int = opt(0, "also save a resumable checkpoint every N optimiser steps (0: each epoch only)")
+    checkpoint_every: int = opt(0, "also save a resumable checkpoint every N optimiser steps (0: between epochs only)")
+    checkpoint_seconds: float = opt(60.0, "seconds between end-of-epoch checkpoints (best weights and last/; also "
+                                    "written at the end and on Ctrl-C); a SIGKILL loses at most this much training; "
+                                    "0: every epoch")
     class_weights: str = opt("none", "weight the loss by inverse class frequency", ("none", "auto"))
     sampler: str = opt("shuffle", "batch sampling: shuffle, or weighted (rows drawn with probability 1/class "
                        "frequency, with replacement)", ("shuffle", "weighted"))

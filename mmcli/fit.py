@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from mmcli import distributed as D
+from mmcli.checkpoints import Checkpoints
 from mmcli.config import Config
 from mmcli.data.dataset import Batches, input_specs
 from mmcli.evaluate import predict_probs
@@ -28,7 +29,6 @@ from mmcli.loop import (
     amp_dtype,
     load_last,
     lr_lambda,
-    save_last,
     train_one_epoch,
 )
 from mmcli.metrics import classification_metrics
@@ -196,10 +196,11 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
          f"{f' x {dinfo.world} processes' if dinfo.enabled else ''}; {len(tr.indices)} train / "
          f"{len(cache.indices(1))} val rows; run folder {run}")
     every = cfg.train.checkpoint_every
+    ckpt = Checkpoints(run, model, opt, sched, state, cfg.train.checkpoint_seconds, dinfo.main)
 
     def on_step() -> None:
-        if every > 0 and sched.last_epoch % every == 0 and dinfo.main:
-            save_last(run, model, opt, sched, state)
+        if every > 0 and sched.last_epoch % every == 0:
+            ckpt.save(force=True)
 
     from rich.progress import TextColumn
 
@@ -211,8 +212,7 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
             lr = opt.param_groups[-1]["lr"]
             result = train_one_epoch(net, tr, opt, sched, cfg, state, on_step, stop, progress, task, tools)
             if result is None:
-                if dinfo.main:
-                    save_last(run, model, opt, sched, state)
+                ckpt.save(force=True)
                 raise Interrupted(f"interrupted in epoch {epoch} after batch {state.batch}; saved a checkpoint. "
                                   f"Resume with: mm train --resume {run}")
             row = _epoch_row(epoch, lr, result, _validate(model, va, names, dinfo, tools.cached), dinfo)
@@ -223,13 +223,12 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
                      + val_text)
             if on_epoch is not None:  # e.g. mm tune's pruning check, which raises to end the run here
                 on_epoch(epoch, row)
-            if _end_epoch(run, model, opt, sched, state, row, cfg, dinfo, len(cache.indices(1))):
+            if _end_epoch(run, ckpt, row, cfg, dinfo, len(cache.indices(1))):
                 info(f"early stop: no {cfg.train.monitor} improvement for {state.bad_epochs} epochs")
                 break
         if not state.done:
             state.done = True
-            if dinfo.main:
-                save_last(run, model, opt, sched, state)
+            ckpt.save(force=True)
         refitted = None
         if cfg.train.refit and len(cache.indices(1)) and state.best_epoch > 0:
             from mmcli.refit import refit
@@ -243,17 +242,15 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
-def _end_epoch(run: Path, model, opt, sched, state: LoopState, row: dict, cfg: Config, dinfo: D.DistInfo,
-               val_rows: int = 0) -> bool:
-    """Record the epoch, save best/last checkpoints (rank 0). -> True when early stopping triggers (every rank
-    decides the same: the metrics are already reduced). `val_rows`: the validation split's size (ties)."""
-    improved = record_epoch(state, row, cfg, val_rows)
+def _end_epoch(run: Path, ckpt: Checkpoints, row: dict, cfg: Config, dinfo: D.DistInfo, val_rows: int = 0) -> bool:
+    """Record the epoch, note or save best/last checkpoints (rank 0). -> True when early stopping triggers (every
+    rank decides the same: the metrics are already reduced). `val_rows`: the validation split's size (ties)."""
+    if record_epoch(ckpt.state, row, cfg, val_rows):
+        ckpt.improved()
     if dinfo.main:
-        if improved:
-            save_weights(model, run / "model.safetensors")
-        _write_history(run, state.history)
-        save_last(run, model, opt, sched, state)
-    return may_stop(cfg, state)
+        _write_history(run, ckpt.state.history)
+    ckpt.save()
+    return may_stop(cfg, ckpt.state)
 
 
 def _fitting(model, on: bool) -> None:

@@ -98,10 +98,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def save_weights(model, path: Path) -> None:
+def save_weights(model, path: Path, overrides: dict | None = None) -> None:
+    """`model`'s state dict as safetensors, with `overrides` (key -> tensor) in place of the model's own values."""
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in {**model.state_dict(), **(overrides or {})}.items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
 

@@ -38,17 +38,19 @@ def main() -> None:
     ap.add_argument("--csv", type=Path, required=True, help="a manifest with a test split (benchmarks/datasets.py)")
     ap.add_argument("--repeats", type=int, default=3, help="calls per setting")
     ap.add_argument("--settings", nargs="+", default=["0", "60"], help="train.checkpoint_seconds values")
+    ap.add_argument("--cache", type=Path, help="a cache folder to reuse (default: a new one, built first)")
     args = ap.parse_args()
     common = ["data.image_size=64"]  # as benchmarks/accuracy.py: the sets' images are 64 px
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        train(args.csv, tmp / "warm-up", tmp / "cache", common)  # builds the cache; not timed
+        cache = args.cache or tmp / "cache"
+        train(args.csv, tmp / "warm-up", cache, common)  # builds the cache (or checks it is warm); not timed
         walls: dict[str, list[float]] = {s: [] for s in args.settings}
         accs: dict[str, set] = {s: set() for s in args.settings}
         for i in range(args.repeats):
             for s in args.settings:  # interleaved, so that a slower stretch of the machine hits both settings
                 out = tmp / f"run-{s}-{i}"
-                walls[s].append(train(args.csv, out, tmp / "cache", [*common, f"train.checkpoint_seconds={s}"]))
+                walls[s].append(train(args.csv, out, cache, [*common, f"train.checkpoint_seconds={s}"]))
                 metrics = json.loads((out / "metrics.json").read_text())
                 accs[s].add(round(metrics["test"]["accuracy"], 4))
                 print(f"checkpoint_seconds={s} call {i}: {walls[s][-1]:.1f} s, test accuracy "

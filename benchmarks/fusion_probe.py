@@ -45,10 +45,10 @@ def rules(logits: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor
     conf = probs.max(-1, keepdim=True).values
     inv_h = w / (entropy + 1e-3)
     return {
-        "weighted logits (as shipped)": (logits * w).sum(1),
+        "weighted logits (late_weighting fixed)": (logits * w).sum(1),
         "mean probabilities": (probs * w).sum(1),
         "inverse-entropy weighted probabilities": (probs * inv_h).sum(1),
-        "inverse-entropy weighted logits": (logits * inv_h).sum(1),
+        "inverse-entropy weighted logits (entropy, in best)": (logits * inv_h).sum(1),
         "most confident head": torch.gather(probs, 1, (conf * w).argmax(1, keepdim=True).expand(-1, 1,
                                                                                             probs.shape[-1])).squeeze(1),
     }

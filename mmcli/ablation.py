@@ -26,7 +26,8 @@ def ablation_masks(modalities: list[str]) -> dict[str, np.ndarray]:
 
 @torch.inference_mode()
 def predict_with_masks(model, batches, masks: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Score every batch once per keep-mask (batches are read and decoded once).
+    """Score every batch once per keep-mask (batches are read and decoded once, and each encoder runs once per
+    batch: the masks only change which rows of its output the fusion sees).
 
     `masks` bool [M] each; a row's presence becomes `present & mask`. -> (probs float [N, C] per mask,
     labels int [N], cache positions int [N]).
@@ -35,9 +36,11 @@ def predict_with_masks(model, batches, masks: list[np.ndarray]) -> tuple[list[np
     probs: list[list[torch.Tensor]] = [[] for _ in masks]
     labels, positions = [], []
     for inputs, present, y, pos in batches:
+        encoded = model.encode_inputs(inputs)
         for i, keep in enumerate(masks):
             visible = present & torch.as_tensor(keep, device=present.device)[None, :]
-            probs[i].append(torch.softmax(model(inputs, visible).float(), dim=1).cpu())
+            logits = model.classify(model.with_missing(encoded, visible), visible)
+            probs[i].append(torch.softmax(logits.float(), dim=1).cpu())
         labels.append(y.cpu())
         positions.append(pos)
     if not labels:

@@ -71,23 +71,29 @@ class MultimodalClassifier(nn.Module):
         `cached`: precomputed `{name: [B, D]}` encoder outputs (e.g. of frozen encoders) used instead of running
         the encoder, or outputs of a frozen prefix (see `_from_cache`); such names need not be in `inputs`.
         """
+        return self.with_missing(self.encode_inputs(inputs, cached), present)
+
+    def encode_inputs(self, inputs: dict[str, torch.Tensor],
+                      cached: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """`{name: input}` -> every encoder's output `{name: [B, D]}`, presence not applied (see `embed`)."""
         cached = cached or {}
-        out = {}
-        for j, name in enumerate(self.names):
-            emb = self._from_cache(name, cached[name]) if name in cached else self.encode(name, inputs[name])
-            out[name] = torch.where(present[:, j : j + 1], emb, self.missing[name].to(emb.dtype))
-        return out
+        return {name: self._from_cache(name, cached[name]) if name in cached else self.encode(name, inputs[name])
+                for name in self.names}
+
+    def with_missing(self, embs: dict[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encoder outputs `{name: [B, D]}` with the rows absent in `present` `[B, M]` swapped for the learned
+        missing embedding: what the fusion sees. Apart from `encode_inputs` so that several presence masks can
+        share one encoder pass (`mmcli.ablation`)."""
+        return {name: torch.where(present[:, j : j + 1], embs[name], self.missing[name].to(embs[name].dtype))
+                for j, name in enumerate(self.names)}
 
     def _mix(self, embs: dict[str, torch.Tensor], present: torch.Tensor, mix: tuple[torch.Tensor, float]):
         """Manifold mixup of the embeddings: row i becomes lam * row i + (1 - lam) * row perm[i] of every
         modality; a modality absent from either row is absent from the mix. -> (embeddings, mask `[B, M]`)."""
         perm, lam = mix
         both = mixed_presence(present, mix)
-        out = {}
-        for j, name in enumerate(self.names):
-            emb = lam * embs[name] + (1 - lam) * embs[name][perm]
-            out[name] = torch.where(both[:, j : j + 1], emb, self.missing[name].to(emb.dtype))
-        return out, both
+        mixed = {name: lam * embs[name] + (1 - lam) * embs[name][perm] for name in self.names}
+        return self.with_missing(mixed, both), both
 
     def forward(self, inputs: dict[str, torch.Tensor], present: torch.Tensor,
                 cached: dict[str, torch.Tensor] | None = None, return_aux: bool = False,
@@ -98,6 +104,11 @@ class MultimodalClassifier(nn.Module):
         embs = self.embed(inputs, present, cached)
         if mix is not None:
             embs, present = self._mix(embs, present, mix)
+        return self.classify(embs, present, return_aux)
+
+    def classify(self, embs: dict[str, torch.Tensor], present: torch.Tensor, return_aux: bool = False):
+        """Embeddings `{name: [B, D]}` as `embed` gives them, presence `[B, M]` -> logits `[B, num_classes]` (with
+        `return_aux`, also the per-modality logits, as `forward` describes)."""
         if getattr(self.fusion, "separate_heads", False):  # late fusion: its own per-modality heads are the aux ones
             per = self.fusion.head_logits(embs)
             logits = self.fusion.combine(per, present, self.fusion.weights)

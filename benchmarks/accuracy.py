@@ -18,7 +18,7 @@ then the Noto run's.
 A late-fusion recipe (`best`) trains one head per input, each on its own loss, so its fused runs are also scored
 with each input hidden (`mm eval --ablate`): a single-input model of the same recipe, printed as "<input> (fused
 run's <input> head)" rows. `--single heads` takes the recipe's image-only and text-only rows from those instead
-of training them apart, which halves the recipe's time.
+of training them apart, which halves the recipe's time; it is the default (`--single runs` trains them apart).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/accuracy.py | tee benchmarks/results/accuracy.log
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/accuracy.py --sets noto --recipes best --split val --seeds 0 1
@@ -175,6 +175,17 @@ def bench_set(name: str, args, tmp: Path, trained: dict) -> list[tuple]:
     return rows
 
 
+def _cpu() -> str:
+    """The CPU's model name (Linux), since run times differ several-fold between machines of the same core count."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return f"{name}, {'with' if 'avx512_bf16' in flags or 'amx_bf16' in flags else 'without'} native bf16"
+
+
 def _late(preset: str, overrides: list[str]) -> bool:
     """Does the recipe fuse late? Its per-input heads then train apart, each on its own loss, so hiding the other
     inputs of a fused run scores a single-input model of the same recipe."""
@@ -189,7 +200,7 @@ def main() -> None:
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     ap.add_argument("--modalities", nargs="+", default=list(MODALITIES), choices=list(MODALITIES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--single", choices=("runs", "heads"), default="runs",
+    ap.add_argument("--single", choices=("runs", "heads"), default="heads",
                     help="single-input rows of a late-fusion recipe: runs trained on that input alone, or the fused "
                          "runs' own per-input heads (no extra training; the fused runs' hidden-input scores are "
                          "printed either way)")
@@ -209,7 +220,7 @@ def main() -> None:
         os.environ["MM_CACHE_DIR"] = str(args.keep_cache or Path(tmp) / "cache")
         trained: dict = {}
         rows = [r for name in args.names for r in bench_set(name, args, Path(tmp), trained)]
-    print(f"# accuracy benchmark: {args.split} split, seeds {args.seeds}, {os.cpu_count()} CPU cores, load average "
+    print(f"# accuracy benchmark: {args.split} split, seeds {args.seeds}, {os.cpu_count()} CPU cores ({_cpu()}), load average "
           f"{load:.1f} before / {os.getloadavg()[0]:.1f} after, {(time.perf_counter() - start) / 60:.1f} min\n")
     print(f"| set | model | input | {args.split} accuracy | macro-F1 | train wall s | best/run epochs |")
     print("|---|---|---|---|---|---|---|")

@@ -73,11 +73,9 @@ def probe(x: np.ndarray, y: np.ndarray, split: np.ndarray, report: str) -> dict:
     tr, va, te = split == 0, split == 1, split == (2 if report == "test" else 1)
     z = StandardScaler().fit(x[tr]).transform(x)
 
-    def fitted(c: float):
-        return LogisticRegression(C=c, max_iter=3000).fit(z[tr], y[tr])
-
-    best = max(C_GRID, key=lambda c: (fitted(c).score(z[va], y[va]), -c))
-    pred = fitted(best).predict(z[te])
+    fits = {c: LogisticRegression(C=c, max_iter=3000).fit(z[tr], y[tr]) for c in C_GRID}
+    best = max(C_GRID, key=lambda c: (fits[c].score(z[va], y[va]), -c))
+    pred = fits[best].predict(z[te])
     return {"accuracy": float((pred == y[te]).mean()), "macro_f1": float(f1_score(y[te], pred, average="macro")),
             "C": best}
 

@@ -20,7 +20,7 @@ with each input hidden (`mm eval --ablate`): a single-input model of the same re
 run's <input> head)" rows. `--single heads` takes the recipe's image-only and text-only rows from those instead
 of training them apart, which halves the recipe's time; it is the default (`--single runs` trains them apart).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/accuracy.py | tee benchmarks/results/accuracy.log
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/accuracy.py > benchmarks/results/accuracy_full.log 2>&1
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/accuracy.py --sets noto --recipes best --split val --seeds 0 1
 """
 

@@ -43,7 +43,8 @@ class DataConfig:
     split_column: str = opt("split", "optional column with train/val/test per row")
     val_fraction: float = opt(0.15, "share of rows held out for validation when there is no split column")
     image_size: int = opt(64, "images are resized (shorter side) and centre-cropped to this size in the cache")
-    max_tokens: int = opt(32, "texts are truncated to this many tokens")
+    max_tokens: int = opt(128, "texts are cut at this many tokens at most; each text column's length is its longest "
+                          "training text's (rounded up to a multiple of 8), up to this")
     max_categories: int = opt(50, "a string column with at most this many distinct values, each repeated 5 times on "
                               "average, is inferred as categorical")
     audio_seconds: float = opt(2.0, "audio clips are resampled to 16 kHz mono and cropped (centre) or padded to this "

@@ -47,10 +47,14 @@ def run_inputs(run: Path, cfg: Config) -> list[dict]:
     text columns only, named in their config."""
     f = run / "inputs.json"
     if f.exists():
-        return json.loads(f.read_text(encoding="utf-8"))
-    return [{"name": c, "kind": "image", "columns": [c]} for c in cfg.data.image_columns or []] + [
-        {"name": c, "kind": "text", "columns": [c]} for c in cfg.data.text_columns or []
-    ]
+        inputs = json.loads(f.read_text(encoding="utf-8"))
+    else:
+        inputs = [{"name": c, "kind": "image", "columns": [c]} for c in cfg.data.image_columns or []] + [
+            {"name": c, "kind": "text", "columns": [c]} for c in cfg.data.text_columns or []]
+    for inp in inputs:  # runs saved before text lengths were fitted used data.max_tokens for every text
+        if inp["kind"] == "text":
+            inp.setdefault("tokens", cfg.data.max_tokens)
+    return inputs
 
 
 def load_run(run: Path, device: str | None = None) -> LoadedRun:

@@ -6,6 +6,7 @@ Token id 0 is always padding, so a mask is simply `ids != 0`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -72,6 +73,17 @@ def encode(tok: Tokenizer, texts: list[str], max_tokens: int) -> np.ndarray:
         ids = enc.ids[:max_tokens]
         out[i, : len(ids)] = ids
     return out
+
+
+def fitted_length(tok: Tokenizer, texts: list[str], cap: int, step: int = 8) -> int:
+    """The token count (special tokens included) of the longest of `texts`, rounded up to a multiple of `step`,
+    at least `step` and at most `cap`: a text column's length. No text under the cap is cut, and short texts
+    don't carry padding up to a fixed length (the cached ids, and a scratch encoder's work per row, grow with it;
+    the pretrained text encoders also trim each batch to its longest text)."""
+    tok.no_padding()
+    tok.no_truncation()
+    longest = max((len(e.ids) for e in tok.encode_batch(texts)), default=1) if texts else 1
+    return int(min(cap, max(step, step * math.ceil(longest / step))))
 
 
 def fingerprint(tok: Tokenizer) -> str:

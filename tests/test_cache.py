@@ -37,7 +37,8 @@ def test_cache_contents(dataset, tiny_cfg, tmp_path):
     n = 45
     assert cache.images["image"].shape == (n, 3, 16, 16) and cache.images["image"].dtype == np.uint8
     assert isinstance(cache.images["image"], np.memmap)
-    assert cache.tokens["text"].shape == (n, tiny_cfg.data.max_tokens)
+    text = next(i for i in cache.inputs if i["kind"] == "text")
+    assert text["tokens"] == 8 and cache.tokens["text"].shape == (n, 8)  # short texts: the fitted length, not the cap
     assert cache.meta["label_names"] == ["blue", "green", "red"]
     assert cache.rows.tolist() == list(range(2, n + 2))
     assert cache.valid.all() and cache.present.all()

@@ -1,4 +1,5 @@
-"""Text columns: tokenized once (one tokenizer for every text column) into int32 ids `[N, max_tokens]`."""
+"""Text columns: tokenized once (one tokenizer for every text column) into int32 ids `[N, L]`, L the column's
+fitted length (`inp["tokens"]`: its longest training text's, up to `data.max_tokens`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import numpy as np
 
 from mmcli.files import atomic_write_text, save_npy
 from mmcli.modalities.base import Modality, register
+
+
+def length(inp: dict, dc) -> int:
+    """A text input's token length: fitted on its training texts; runs saved before that was fitted used
+    `data.max_tokens` (`mmcli.loading.run_inputs` fills it in for them)."""
+    return int(inp.get("tokens") or dc.max_tokens)
 
 
 class Text(Modality):
@@ -22,12 +29,16 @@ class Text(Modality):
 
     def fit(self, inputs, values, dc, state=None):
         """A given tokenizer (pretrained, or the run's at eval time) is kept; else one is trained on the
-        training split's texts of every text column."""
+        training split's texts of every text column. Each column's length (`tokens`) is fitted on its training
+        texts, unless the input has one already (a trained run's, at eval / predict time)."""
         from mmcli import text as textlib
 
         if state is None and inputs:
             state = textlib.train_tokenizer([v for i in inputs for v in values[i["name"]]], dc.tokenizer,
                                             dc.vocab_size)
+        for inp in inputs:
+            if "tokens" not in inp:
+                inp["tokens"] = textlib.fitted_length(state, [v for v in values[inp["name"]] if v], dc.max_tokens)
         return state
 
     def save_state(self, state, folder: Path) -> None:
@@ -46,7 +57,7 @@ class Text(Modality):
     def build(self, man, inp, state, dc, folder: Path, reuse):
         from mmcli import text as textlib
 
-        ids = textlib.encode(state, [r[inp["name"]] for r in man.rows], dc.max_tokens)
+        ids = textlib.encode(state, [r[inp["name"]] for r in man.rows], length(inp, dc))
         save_npy(folder / self.file_name(inp), ids)
         return ids, {}
 
@@ -54,24 +65,24 @@ class Text(Modality):
         return np.load(folder / self.file_name(inp))
 
     def batch(self, array, pos, spec, device, augment):
-        """int32 ids -> int64 `[B, max_tokens]`."""
+        """int32 ids -> int64 `[B, L]`."""
         import torch
 
         return torch.from_numpy(array[pos].astype(np.int64)).to(device)
 
     def prepare(self, values, inp, state, dc, spec) -> np.ndarray:
-        """A text -> int64 ids `[1, max_tokens]`."""
+        """A text -> int64 ids `[1, L]`."""
         from mmcli import text as textlib
 
-        return textlib.encode(state, [str(values[inp["name"]])], dc.max_tokens).astype(np.int64)
+        return textlib.encode(state, [str(values[inp["name"]])], length(inp, dc)).astype(np.int64)
 
     def empty(self, inp, state, dc) -> np.ndarray:
         from mmcli import text as textlib
 
-        return textlib.encode(state, [""], dc.max_tokens)
+        return textlib.encode(state, [""], length(inp, dc))
 
     def encoder_args(self, inp, state, dc) -> dict:
-        return {"vocab_size": state.get_vocab_size() if state is not None else None, "max_tokens": dc.max_tokens}
+        return {"vocab_size": state.get_vocab_size() if state is not None else None, "max_tokens": length(inp, dc)}
 
 
 register(Text())

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import BUILDERS, build
+from datasets import BUILDERS, DEFAULT_SETS, build
 
 COMMON = ["data.image_size=64"]
 RECIPES = {  # name -> (preset, overrides)
@@ -194,7 +194,7 @@ def _late(preset: str, overrides: list[str]) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sets", dest="names", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
+    ap.add_argument("--sets", dest="names", nargs="+", default=DEFAULT_SETS, choices=list(BUILDERS))
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     ap.add_argument("--modalities", nargs="+", default=list(MODALITIES), choices=list(MODALITIES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

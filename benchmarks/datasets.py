@@ -11,6 +11,8 @@ the training only. Nothing here is committed: the images are rendered at run tim
   text = the name and aliases with dashes as spaces; at most 80 rows per tag.
 - `cross`: Noto's split and texts, but the test rows show OpenMoji's artwork of the same emoji (joined on code point;
   test emoji that OpenMoji lacks are dropped): trained on one artwork style, tested on another.
+- `noto-sub`: the base Noto emoji labelled by subcategory (those with 10 or more emoji): many small classes. Not in
+  the benchmark's default sets; `benchmarks/accuracy.py --sets noto-sub` runs it.
 
     python benchmarks/datasets.py --out /tmp/mm-sets noto openmoji mdi cross
 """
@@ -128,6 +130,19 @@ def noto_items(src: Path) -> list[dict]:
     return items
 
 
+def noto_sub_items(src: Path, least: int = 10) -> list[dict]:
+    """The base Noto emoji labelled by their subcategory (fine-grained: "animal-mammal", "food-fruit" ...), the
+    subcategories with at least `least` emoji."""
+    base = load_base_emoji(fetch_emoji(src / "noto"))
+    counts = defaultdict(int)
+    for e in base:
+        counts[e["subcategory"]] += 1
+    items = [{"key": Path(e["image_path"]).stem, "src": e["image_path"], "text": e["name"], "label": e["subcategory"]}
+             for e in base if counts[e["subcategory"]] >= least]
+    split_rows(items)
+    return items
+
+
 def openmoji_items(src: Path) -> list[dict]:
     pkg = _package("openmoji", src)
     data = json.loads((pkg / "data" / "openmoji.json").read_text(encoding="utf-8"))
@@ -169,7 +184,9 @@ def cross_items(src: Path) -> list[dict]:
     return out
 
 
-BUILDERS = {"noto": noto_items, "openmoji": openmoji_items, "mdi": mdi_items, "cross": cross_items}
+BUILDERS = {"noto": noto_items, "openmoji": openmoji_items, "mdi": mdi_items, "cross": cross_items,
+            "noto-sub": noto_sub_items}
+DEFAULT_SETS = ["noto", "openmoji", "mdi", "cross"]  # the accuracy benchmark's; noto-sub is named when wanted
 
 
 def build(name: str, out: Path, src: Path) -> Path:

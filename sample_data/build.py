@@ -53,7 +53,8 @@ def fetch_emoji(workdir: Path) -> Path:
 
 
 def load_base_emoji(pkg: Path) -> list[dict]:
-    """Read ``emoji.json`` and return base emoji as dicts with ``image_path``, ``name``, ``category``.
+    """Read ``emoji.json`` and return base emoji as dicts with ``image_path``, ``name``, ``category``,
+    ``subcategory``.
 
     Skin-tone variants are ignored, the "Component" category is dropped, entries whose 64px image is
     missing are skipped, and the result is sorted by the ``unified`` code point sequence.
@@ -71,7 +72,8 @@ def load_base_emoji(pkg: Path) -> list[dict]:
         name = (entry.get("name") or "").strip()
         if not name:
             name = entry["short_names"][0].replace("_", " ")
-        items.append({"image_path": image_path, "name": name.lower(), "category": entry["category"]})
+        items.append({"image_path": image_path, "name": name.lower(), "category": entry["category"],
+                      "subcategory": entry.get("subcategory", "")})
     return items
 
 

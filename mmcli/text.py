@@ -82,7 +82,7 @@ def fitted_length(tok: Tokenizer, texts: list[str], cap: int, step: int = 8) -> 
     the pretrained text encoders also trim each batch to its longest text)."""
     tok.no_padding()
     tok.no_truncation()
-    longest = max((len(e.ids) for e in tok.encode_batch(texts)), default=1) if texts else 1
+    longest = max((len(e.ids) for e in tok.encode_batch(texts)), default=1)
     return int(min(cap, max(step, step * math.ceil(longest / step))))
 
 

@@ -1,9 +1,11 @@
 """Longer texts: the OpenMoji set (benchmarks/datasets.py) with its text made of the annotation, the CLDR tags and
 OpenMoji's own tags (12 tokens at the median, up to 68; 5 % over 32), trained with each text column cut at its
-longest training text (the default) against a fixed 32 tokens (`data.max_tokens=32`, the earlier default): test
-accuracy over 3 seeds and the median `train` time, per recipe, beside the probe on the same features.
+longest training text (the default) against a fixed 32 tokens (`data.max_tokens=32`, the earlier default), and
+with batches of rows of similar length (`train.sampler=length`): test accuracy over 3 seeds and the median `train`
+time, per recipe, beside the probe on the same features.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/long_text.py | tee benchmarks/results/long_text.log
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/long_text.py --recipes best --variants fitted length-batches
 """
 from __future__ import annotations
 
@@ -20,6 +22,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import COMMON, RECIPES, features, probe, run_mm
 from datasets import build
+
+VARIANTS = {  # name -> (label, overrides)
+    "fitted": ("fitted (default)", []),
+    "32": ("32 tokens", ["data.max_tokens=32"]),
+    "length-batches": ("fitted, length batches", ["train.sampler=length"]),
+}
 
 
 def tagged_set(data: Path, src: Path) -> Path:
@@ -46,6 +54,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recipes", nargs="+", default=["zero-config"], choices=list(RECIPES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                    help="fitted: each text column's fitted length; 32: a fixed 32 tokens; length-batches: fitted, "
+                         "with train.sampler=length (rows of similar length share a batch)")
     ap.add_argument("--data", type=Path, default=Path("/tmp/mm-sets"))
     ap.add_argument("--src", type=Path, default=Path("/tmp/mm-src"))
     args = ap.parse_args()
@@ -58,8 +69,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in args.recipes:
             preset, extra = RECIPES[recipe]
-            for label, sets in (("fitted (default)", []), ("32 tokens", ["data.max_tokens=32"])):
-                res = [run_mm(path, preset, extra + sets, s, Path(tmp) / f"{recipe}-{len(sets)}-{s}", "test")
+            for variant in args.variants:
+                label, sets = VARIANTS[variant]
+                res = [run_mm(path, preset, extra + sets, s, Path(tmp) / f"{recipe}-{variant}-{s}", "test")
                        for s in args.seeds]
                 acc = [r["accuracy"] for r in res]
                 inputs = json.loads((res[0]["run"] / "inputs.json").read_text(encoding="utf-8"))

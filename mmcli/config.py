@@ -147,8 +147,10 @@ class TrainConfig:
                                     "written at the end and on Ctrl-C); a SIGKILL loses at most this much training; "
                                     "0: every epoch")
     class_weights: str = opt("none", "weight the loss by inverse class frequency", ("none", "auto"))
-    sampler: str = opt("shuffle", "batch sampling: shuffle, or weighted (rows drawn with probability 1/class "
-                       "frequency, with replacement)", ("shuffle", "weighted"))
+    sampler: str = opt("shuffle", "batch sampling: shuffle; weighted (rows drawn with probability 1/class "
+                       "frequency, with replacement); or length (shuffled, then rows of similar text length share "
+                       "a batch: less padding for text encoders that trim it per batch, i.e. fine-tuned pretrained "
+                       "ones)", ("shuffle", "weighted", "length"))
     precision: str = opt("32", "32, or bf16 / fp16 autocast (fp16 with a gradient scaler; CUDA); auto: bf16 where the "
                          "hardware computes it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), else 32",
                          ("32", "bf16", "fp16", "auto"))

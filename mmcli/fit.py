@@ -16,7 +16,7 @@ import torch
 from mmcli import distributed as D
 from mmcli.checkpoints import Checkpoints
 from mmcli.config import Config
-from mmcli.data.dataset import Batches, input_specs
+from mmcli.data.dataset import Batches, input_specs, text_lengths
 from mmcli.evaluate import predict_probs
 from mmcli.files import atomic_write_text
 from mmcli.frozen import frozen_embeddings, view_tables
@@ -132,7 +132,8 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None, p
         info(f"batch size {batch} (train.min_steps={cfg.train.min_steps} for {len(train_rows)} training rows)")
     tr = Batches(cache, train_rows, batch, specs, shuffle=True, augment=cfg.train.augment,
                  seed=cfg.train.seed, device=device, rank=dinfo.rank, world=dinfo.world, skip=set(frozen),
-                 balanced=cfg.train.sampler == "weighted")
+                 balanced=cfg.train.sampler == "weighted",
+                 lengths=text_lengths(cache) if cfg.train.sampler == "length" else None)
     tools.multi_label = cache.multi_label
     tools.aux_weight = cfg.train.aux_weight if model.aux is not None else 0.0
     # Late fusion trains its heads apart so that trainable encoders don't co-adapt; over frozen encoders only, joint

@@ -48,16 +48,18 @@ MODALITIES = {"image": ["data.text_columns=[]"], "text": ["data.image_columns=[]
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 
-def features(csv_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """-> ({"image": [N, 1280], "text": [N, 384]}, labels [N], split codes [N]) over the valid rows."""
+def features(csv_path: Path, overrides: tuple[str, ...] = (), cache_dir: Path | None = None,
+             ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """-> ({"image": [N, 1280], "text": [N, 384]}, labels [N], split codes [N]) over the valid rows, from the
+    `pretrained` preset's frozen encoders (with `overrides`, e.g. another image encoder)."""
     from mmcli.config import load_config
     from mmcli.fit import _states
     from mmcli.frozen import frozen_embeddings
     from mmcli.models.classifier import build_model, frozen_inputs
     from mmcli.train import _prepare
 
-    cfg = load_config(None, COMMON, preset="pretrained")
-    _, cache, _ = _prepare(csv_path, cfg, None)
+    cfg = load_config(None, COMMON + list(overrides), preset="pretrained")
+    _, cache, _ = _prepare(csv_path, cfg, cache_dir)
     model = build_model(cfg, cache.inputs, len(cache.meta["label_names"]), states=_states(cache))
     tables = frozen_embeddings(model, cache, frozen_inputs(model), 128, "cpu")
     keep = cache.valid

@@ -17,25 +17,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import COMMON, probe
+from accuracy import features, probe
 
 ENCODERS = ("effnet_lite0", "effnet_lite1", "effnet_lite2")
-
-
-def frozen_features(csv: Path, encoder: str, cache_dir: Path) -> tuple[dict, np.ndarray, np.ndarray]:
-    """-> ({"image": [N, 1280], "text": [N, 384]}, labels [N], split codes [N]) over the valid rows."""
-    from mmcli.config import load_config
-    from mmcli.fit import _states
-    from mmcli.frozen import frozen_embeddings
-    from mmcli.models.classifier import build_model, frozen_inputs
-    from mmcli.train import _prepare
-
-    cfg = load_config(None, COMMON + [f"model.image_encoder={encoder}"], preset="pretrained")
-    _, cache, _ = _prepare(csv, cfg, cache_dir)
-    model = build_model(cfg, cache.inputs, len(cache.meta["label_names"]), states=_states(cache))
-    tables = frozen_embeddings(model, cache, frozen_inputs(model), 128, "cpu")
-    keep = cache.valid
-    return {k: v.numpy()[keep] for k, v in tables.items()}, cache.labels[keep], cache.split[keep]
 
 
 def main() -> None:
@@ -47,12 +31,10 @@ def main() -> None:
         for encoder in ENCODERS:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.time()
-                tabs, y, split = frozen_features(data / name / "all.csv", encoder, Path(tmp))
+                tabs, y, split = features(data / name / "all.csv", (f"model.image_encoder={encoder}",), Path(tmp))
                 secs = time.time() - t0
-            img = next(v for k, v in tabs.items() if v.shape[1] == 1280)
-            txt = next(v for k, v in tabs.items() if v.shape[1] == 384)
-            image = probe(img, y, split, "test")["accuracy"]
-            fused = probe(np.concatenate([img, txt], 1), y, split, "test")["accuracy"]
+            image = probe(tabs["image"], y, split, "test")["accuracy"]
+            fused = probe(np.concatenate([tabs["image"], tabs["text"]], 1), y, split, "test")["accuracy"]
             cells.append(f"{encoder} {image:.3f}/{fused:.3f} ({secs:.0f} s)")
         print(f"{name}: " + "  ".join(cells), flush=True)
 

@@ -43,7 +43,7 @@ def length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng:
     full = len(grouped) // batch_size
     batches = [grouped[k * batch_size : (k + 1) * batch_size] for k in range(full)]
     tail = grouped[full * batch_size :]
-    return np.concatenate([*(batches[k] for k in rng.permutation(full)), tail]).astype(order.dtype)
+    return np.concatenate([*(batches[k] for k in rng.permutation(full)), tail])
 
 
 class Batches:

@@ -133,6 +133,9 @@ class TrainConfig:
     mixup: float = opt(0.0, "mixup of training rows' embeddings (after the encoders, before fusion) and of their "
                        "labels, with weights drawn from Beta(mixup, mixup); a regulariser for small data, and it "
                        "works over cached tables (0: off)")
+    ema: float = opt(0.0, "validate, select and save an exponential moving average of the trained weights instead of "
+                     "the weights themselves, averaged over about this share of the schedule's steps (0.1: the last "
+                     "tenth; 0: off)")
     lp_epochs: int = opt(0, "with fine-tuned encoders: first train the head alone this many epochs over the "
                          "encoders' embeddings before fine-tuning (cached like a frozen encoder's, so seconds), then "
                          "fine-tune from that head (LP-FT); 0: fine-tune from a random head")
@@ -270,6 +273,7 @@ def _validate(cfg: Config) -> None:
         ("train.modality_dropout", 0.0 <= cfg.train.modality_dropout < 1.0, "must be in [0, 1)"),
         ("train.min_epochs", 0.0 <= cfg.train.min_epochs <= 1.0, "must be in [0, 1]"),
         ("train.mixup", cfg.train.mixup >= 0, "must be at least 0 (0: off)"),
+        ("train.ema", 0.0 <= cfg.train.ema < 1.0, "must be in [0, 1) (0: off)"),
         ("train.monitor_smoothing", 0.0 <= cfg.train.monitor_smoothing < 1.0, "must be in [0, 1)"),
         ("train.soup", cfg.train.refit or not cfg.train.soup,
          "needs train.refit=true: it averages the selected model with the refit one"),

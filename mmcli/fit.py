@@ -17,6 +17,7 @@ from mmcli import distributed as D
 from mmcli.checkpoints import Checkpoints
 from mmcli.config import Config
 from mmcli.data.dataset import Batches, input_specs, text_lengths
+from mmcli.ema import applied, make_ema
 from mmcli.evaluate import predict_probs
 from mmcli.files import atomic_write_text
 from mmcli.frozen import frozen_embeddings, view_tables
@@ -190,16 +191,19 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
     exception it raises ends training there (`mm tune` prunes a trial that way)."""
     names = cache.meta["label_names"]
     model, net, tr, va, opt, sched, tools = build(cfg, cache, device, dinfo, probe=not resumed)
-    state = load_last(run, model, opt, sched) if resumed else LoopState()
+    ema = make_ema(model, cfg.train.ema, cfg.train.epochs * len(tr))
+    state = load_last(run, model, opt, sched, ema) if resumed else LoopState()
     if resumed:
         info(f"resuming {run} at epoch {state.epoch + 1}, batch {state.batch}")
     info(f"model: {sum(p.numel() for p in model.parameters()):,} parameters on {device}"
          f"{f' x {dinfo.world} processes' if dinfo.enabled else ''}; {len(tr.indices)} train / "
          f"{len(cache.indices(1))} val rows; run folder {run}")
     every = cfg.train.checkpoint_every
-    ckpt = Checkpoints(run, model, opt, sched, state, cfg.train.checkpoint_seconds, dinfo.main)
+    ckpt = Checkpoints(run, model, opt, sched, state, cfg.train.checkpoint_seconds, dinfo.main, ema)
 
     def on_step() -> None:
+        if ema is not None:  # before a checkpoint, so that it holds the average of every step it has seen
+            ema.update()
         if every > 0 and sched.last_epoch % every == 0:
             ckpt.save(force=True)
 
@@ -216,7 +220,9 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
                 ckpt.save(force=True)
                 raise Interrupted(f"interrupted in epoch {epoch} after batch {state.batch}; saved a checkpoint. "
                                   f"Resume with: mm train --resume {run}")
-            row = _epoch_row(epoch, lr, result, _validate(model, va, names, dinfo, tools.cached), dinfo)
+            with applied(ema):  # with train.ema, the average is what is validated, selected and saved
+                val = _validate(model, va, names, dinfo, tools.cached)
+            row = _epoch_row(epoch, lr, result, val, dinfo)
             val_text = f"val acc {_num(row['val_accuracy'])} loss {_num(row['val_loss'])}"
             progress.update(task, stats=progress.tasks[task].fields["stats"] + " | " + val_text)
             log_line(f"epoch {epoch}/{cfg.train.epochs}: train loss {row['train_loss']:.4f} acc "

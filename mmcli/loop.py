@@ -112,14 +112,17 @@ class Interrupted(MMError):
     exit_code = 130
 
 
-def save_last(run: Path, model, opt, sched, state: LoopState) -> None:
-    """Write last/ (weights + optimiser, scheduler, RNG and loop state) as one unit: the pair is written into
-    last.tmp/, then swapped in by renames, so a kill at any moment leaves one complete, consistent pair."""
+def save_last(run: Path, model, opt, sched, state: LoopState, ema=None) -> None:
+    """Write last/ (weights + optimiser, scheduler, RNG, loop state and the weight average `ema`) as one unit: the
+    pair is written into last.tmp/, then swapped in by renames, so a kill at any moment leaves one complete,
+    consistent pair."""
     tmp, last, old = run / "last.tmp", run / "last", run / "last.old"
     shutil.rmtree(tmp, ignore_errors=True)
     save_weights(model, tmp / "model.safetensors")
     blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
             "loop": dict(state.__dict__)}
+    if ema is not None:
+        blob["ema"] = ema.state_dict()
     with atomic_path(tmp / "state.pt") as path:
         torch.save(blob, path)
     if last.exists():
@@ -138,7 +141,7 @@ def last_dir(run: Path) -> Path | None:
     return None
 
 
-def load_last(run: Path, model, opt, sched) -> LoopState:
+def load_last(run: Path, model, opt, sched, ema=None) -> LoopState:
     """Restore what save_last wrote; a tampered or truncated file gives a clear error."""
     from mmcli.runs import load_weights
 
@@ -151,6 +154,8 @@ def load_last(run: Path, model, opt, sched) -> LoopState:
         opt.load_state_dict(blob["optimizer"])
         sched.load_state_dict(blob["scheduler"])
         torch.set_rng_state(blob["rng"])
+        if ema is not None:
+            ema.load_state_dict(blob["ema"])
         known = {f.name for f in fields(LoopState)}  # a checkpoint of an older version may hold retired keys
         return LoopState(**{k: v for k, v in blob["loop"].items() if k in known})
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same clear message

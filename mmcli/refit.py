@@ -18,6 +18,7 @@ import torch
 
 from mmcli import distributed as D
 from mmcli.config import Config
+from mmcli.ema import make_ema
 from mmcli.loop import Interrupted, LoopState, StopFlag, train_one_epoch
 from mmcli.progress import info, log_line
 
@@ -35,15 +36,19 @@ def refit(run: Path, cfg: Config, cache, device: str, dinfo: D.DistInfo, epochs:
     if dinfo.rank:
         torch.manual_seed(cfg.train.seed * 1000 + dinfo.rank)
     info(f"refit: {len(rows)} train + val rows, {epochs} epochs (the best epoch count on validation)")
+    ema = make_ema(model, cfg.train.ema, epochs * len(tr))
     state = LoopState()
     for epoch in range(1, epochs + 1):
         tr.set_epoch(epoch)
         task = progress.add_task(f"refit {epoch}/{epochs}", total=len(tr), stats="")
-        result = train_one_epoch(net, tr, opt, sched, cfg, state, lambda: None, stop, progress, task, tools)
+        result = train_one_epoch(net, tr, opt, sched, cfg, state, ema.update if ema else lambda: None, stop,
+                                 progress, task, tools)
         if result is None:
             raise Interrupted(f"interrupted while refitting on all rows (epoch {epoch}); the selected model is saved. "
                               f"Resume with: mm train --resume {run}")
         log_line(f"refit {epoch}/{epochs}: train loss {result['train_loss']:.4f} acc {result['train_accuracy']:.3f}")
+    if ema is not None:  # the refit model is its weight average, as the selected one was
+        ema.copy_to_model()
     return model, tools
 
 

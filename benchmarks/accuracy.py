@@ -134,7 +134,7 @@ def bench_set(name: str, args, tmp: Path, trained: dict) -> list[tuple]:
     if twin:
         print(f"{name}: train / val rows identical to {twin}'s: scoring {twin}'s runs", file=sys.stderr, flush=True)
     t = time.perf_counter()
-    feats, y, split = features(csv_path)
+    feats, y, split = features(csv_path, tuple(s for s in args.sets if s.startswith("data.")))  # e.g. data.resize
     feat_s = time.perf_counter() - t
     x = {"image": feats["image"], "text": feats["text"], "fused": np.hstack([feats["image"], feats["text"]])}
     rows = []

@@ -13,6 +13,10 @@ the training only. Nothing here is committed: the images are rendered at run tim
   test emoji that OpenMoji lacks are dropped): trained on one artwork style, tested on another.
 - `noto-sub`: the base Noto emoji labelled by subcategory (those with 10 or more emoji): many small classes. Not in
   the benchmark's default sets; `benchmarks/accuracy.py --sets noto-sub` runs it.
+- `fa`: Font Awesome Free icons that belong to exactly one category, the categories with at least 10 such icons,
+  text = the icon's label ("Alarm Clock"). The only set whose pictures are not square: each is drawn 64 px high
+  and as wide as its viewBox says (32-80 px), so cropping to a square cuts the ends off the wide and tall ones
+  (`data.resize`). Not in the default sets.
 
     python benchmarks/datasets.py --out /tmp/mm-sets noto openmoji mdi cross
 """
@@ -37,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sample_data"))
 from build import fetch_emoji, load_base_emoji
 
-PACKAGES = {"openmoji": "openmoji@17.0.0", "mdi": "@mdi/svg@7.4.47"}
+PACKAGES = {"openmoji": "openmoji@17.0.0", "mdi": "@mdi/svg@7.4.47", "fa": "@fortawesome/fontawesome-free@7.3.1"}
 FRACTIONS = (("train", 0.55), ("val", 0.15), ("test", 0.30))
 SIZE = 64
 
@@ -54,26 +58,36 @@ def _package(name: str, src: Path) -> Path:
     return dest / "package"
 
 
-def _on_white(im: Image.Image) -> Image.Image:
+def _on_white(im: Image.Image, size: tuple[int, int] = (SIZE, SIZE)) -> Image.Image:
     rgba = im.convert("RGBA")
     rgb = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-    return rgb if rgb.size == (SIZE, SIZE) else rgb.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+    return rgb if rgb.size == size else rgb.resize(size, Image.Resampling.LANCZOS)
 
 
-def _render(job: tuple[str, str]) -> bool:
-    """(source PNG or SVG, destination PNG) -> a 64 px RGB PNG on white; False when the source can't be drawn
-    (cairosvg fails on a few SVGs that use unusual markers; those rows are left out and counted)."""
-    src, dst = job
+def _svg_size(src: str) -> tuple[int, int]:
+    """(width, height) of an SVG drawn SIZE px high, as wide as its viewBox's aspect ratio says."""
+    import re
+
+    box = re.search(r'viewBox="\s*[-\d.]+\s+[-\d.]+\s+([\d.]+)\s+([\d.]+)', Path(src).read_text(encoding="utf-8"))
+    return (round(SIZE * float(box[1]) / float(box[2])), SIZE) if box else (SIZE, SIZE)
+
+
+def _render(job: tuple[str, str, bool]) -> bool:
+    """(source PNG or SVG, destination PNG, keep the aspect ratio) -> an RGB PNG on white, 64 px square or (SVG with
+    the aspect kept) 64 px high; False when the source can't be drawn (cairosvg fails on a few SVGs that use
+    unusual markers; those rows are left out and counted)."""
+    src, dst, aspect = job
     if Path(dst).exists():
         return True
     if src.endswith(".svg"):
         import cairosvg  # outside the try: a missing renderer is a set-up error, not a bad row (pip install '.[bench]')
     try:
+        size = _svg_size(src) if aspect and src.endswith(".svg") else (SIZE, SIZE)
         if src.endswith(".svg"):
-            im = Image.open(io.BytesIO(cairosvg.svg2png(url=src, output_width=SIZE, output_height=SIZE)))
+            im = Image.open(io.BytesIO(cairosvg.svg2png(url=src, output_width=size[0], output_height=size[1])))
         else:
             im = Image.open(src)
-        _on_white(im).save(dst, format="PNG")
+        _on_white(im, size).save(dst, format="PNG")
     except Exception as exc:  # noqa: BLE001 - any renderer failure drops that one row
         print(f"skipped {src}: {type(exc).__name__}", file=sys.stderr)
         return False
@@ -111,7 +125,7 @@ def _cap(items: list[dict], per_label: int, seed: int = 0) -> list[dict]:
 def write(items: list[dict], out: Path) -> Path:
     """Render every item's image into `out/images/` and write `out/all.csv`."""
     (out / "images").mkdir(parents=True, exist_ok=True)
-    jobs = [(str(it["src"]), str(out / "images" / f"{it['key']}.png")) for it in items]
+    jobs = [(str(it["src"]), str(out / "images" / f"{it['key']}.png"), it.get("aspect", False)) for it in items]
     with ProcessPoolExecutor(2) as pool:
         ok = list(pool.map(_render, jobs, chunksize=32))
     items = [it for it, good in zip(items, ok) if good]
@@ -184,8 +198,30 @@ def cross_items(src: Path) -> list[dict]:
     return out
 
 
+def fa_items(src: Path, least: int = 10) -> list[dict]:
+    """Font Awesome Free icons in exactly one category (categories.yml), drawn with their own aspect ratio."""
+    import yaml
+
+    pkg = _package("fa", src)
+    cats = yaml.safe_load((pkg / "metadata" / "categories.yml").read_text(encoding="utf-8"))
+    icons = yaml.safe_load((pkg / "metadata" / "icons.yml").read_text(encoding="utf-8"))
+    member = defaultdict(list)
+    for cat, entry in cats.items():
+        for icon in entry["icons"]:
+            member[icon].append(cat)
+    svgs = {p.stem: p for style in ("regular", "solid") for p in (pkg / "svgs" / style).glob("*.svg")}  # solid wins
+    one = {icon: cs[0] for icon, cs in member.items() if len(cs) == 1 and icon in svgs and icon in icons}
+    counts = defaultdict(int)
+    for cat in one.values():
+        counts[cat] += 1
+    items = [{"key": icon, "src": svgs[icon], "text": icons[icon]["label"].lower(), "label": cat, "aspect": True}
+             for icon, cat in sorted(one.items()) if counts[cat] >= least]
+    split_rows(items)
+    return items
+
+
 BUILDERS = {"noto": noto_items, "openmoji": openmoji_items, "mdi": mdi_items, "cross": cross_items,
-            "noto-sub": noto_sub_items}
+            "noto-sub": noto_sub_items, "fa": fa_items}
 DEFAULT_SETS = ["noto", "openmoji", "mdi", "cross"]  # the accuracy benchmark's; noto-sub is named when wanted
 
 

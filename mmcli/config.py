@@ -42,7 +42,10 @@ class DataConfig:
     label_separator: str = opt("|", "separator between the labels of a multi-label cell")
     split_column: str = opt("split", "optional column with train/val/test per row")
     val_fraction: float = opt(0.15, "share of rows held out for validation when there is no split column")
-    image_size: int = opt(64, "images are resized (shorter side) and centre-cropped to this size in the cache")
+    image_size: int = opt(64, "images are made square at this size in the cache (data.resize says how)")
+    resize: str = opt("crop", "how an image becomes a square: crop (shorter side to data.image_size, then a centre "
+                      "crop: fills the frame, cuts the ends of a wide or tall image) or pad (longer side to "
+                      "data.image_size, centred on white: nothing is cut)", ("crop", "pad"))
     max_tokens: int = opt(128, "texts are cut at this many tokens at most; each text column's length is its longest "
                           "training text's (rounded up to a multiple of 8), up to this")
     max_categories: int = opt(50, "a string column with at most this many distinct values, each repeated 5 times on "

@@ -147,16 +147,17 @@ def decode_bytes(data: bytes, max_pixels: int = 50_000_000) -> torch.Tensor:
     return img
 
 
-def resize_crop(img: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 `[3, H, W]` -> uint8 `[3, size, size]`: shorter side to `size`, then centre crop.
+def resize_crop(img: torch.Tensor, size: int, mode: str = "crop") -> torch.Tensor:
+    """uint8 `[3, H, W]` -> uint8 `[3, size, size]`: shorter side to `size`, then centre crop (`mode` crop), or
+    longer side to `size`, centred on white (`mode` pad: `data.resize`).
 
     With Pillow (mmcli/modalities/image_signal.py), the resize every prediction path uses, so that the cache a
     model trains on and a torch-free bundle see the same pixels."""
     if img.shape[-2:] == (size, size):
         return img
-    from mmcli.modalities.image_signal import resize_crop as pil_resize_crop
+    from mmcli.modalities.image_signal import to_square
 
-    rgb = pil_resize_crop(np.ascontiguousarray(img.permute(1, 2, 0).numpy()), size)
+    rgb = to_square(np.ascontiguousarray(img.permute(1, 2, 0).numpy()), size, mode)
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 

@@ -18,11 +18,11 @@ from mmcli.vision import ImageProblem, decode_bytes, load_image, resize_crop
 Item = tuple[int, torch.Tensor | None, str | None]
 
 
-def _decode_one(i: int, load: Callable[[], torch.Tensor], size: int) -> Item:
+def _decode_one(i: int, load: Callable[[], torch.Tensor], size: int, resize: str = "crop") -> Item:
     """(i, uint8 [3, size, size], None) or (i, None, reason): errors are returned, not raised, so one bad picture
     never stops the others."""
     try:
-        return i, resize_crop(load(), size), None
+        return i, resize_crop(load(), size, resize), None
     except ImageProblem as exc:
         return i, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - a decoder crash is a bad row, not a failed run
@@ -33,8 +33,8 @@ class _DecodeSet(Dataset):
     """Item i -> (i, uint8 [3, S, S] or None, problem or None). Errors are returned, not raised, so one bad
     file never stops the others."""
 
-    def __init__(self, paths: list[Path | None], size: int, max_pixels: int) -> None:
-        self.paths, self.size, self.max_pixels = paths, size, max_pixels
+    def __init__(self, paths: list[Path | None], size: int, max_pixels: int, resize: str = "crop") -> None:
+        self.paths, self.size, self.max_pixels, self.resize = paths, size, max_pixels, resize
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -43,15 +43,15 @@ class _DecodeSet(Dataset):
         path = self.paths[i]
         if path is None:
             return i, None, None
-        return _decode_one(i, partial(load_image, path, self.max_pixels), self.size)
+        return _decode_one(i, partial(load_image, path, self.max_pixels), self.size, self.resize)
 
 
 class _BlobDecodeSet(IterableDataset):
     """The same items from an image column stored in a Parquet file (a BlobColumn). Workers take row groups in
     turn, each reading only its own groups' bytes, so no process holds more than one row group of pictures."""
 
-    def __init__(self, blob, root: Path, size: int, max_pixels: int) -> None:
-        self.blob, self.root, self.size, self.max_pixels = blob, root, size, max_pixels
+    def __init__(self, blob, root: Path, size: int, max_pixels: int, resize: str = "crop") -> None:
+        self.blob, self.root, self.size, self.max_pixels, self.resize = blob, root, size, max_pixels, resize
 
     def __iter__(self) -> Iterator[Item]:
         from mmcli.data.parquet import iter_images
@@ -64,9 +64,9 @@ class _BlobDecodeSet(IterableDataset):
                     yield i, None, error
                 elif data is not None:
                     yield (i, None, "image bytes are empty (0 bytes)") if not data else \
-                        _decode_one(i, partial(decode_bytes, data, self.max_pixels), self.size)
+                        _decode_one(i, partial(decode_bytes, data, self.max_pixels), self.size, self.resize)
                 elif path is not None:
-                    yield _decode_one(i, partial(load_image, path, self.max_pixels), self.size)
+                    yield _decode_one(i, partial(load_image, path, self.max_pixels), self.size, self.resize)
                 else:
                     yield i, None, None
 
@@ -77,10 +77,11 @@ def _collate(items: list) -> list:
 
 def decode_column(
     paths: list[Path | None], size: int, out_file: Path, workers: int, max_pixels: int, label: str,
-    blob=None, root: Path | None = None,
+    blob=None, root: Path | None = None, resize: str = "crop",
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Decode `paths` (None = skip) into `out_file` as uint8 `[N, 3, size, size]`; with `blob` (a BlobColumn of
-    N rows) decode its stored pictures instead (`root`: the folder its path-only rows resolve against).
+    N rows) decode its stored pictures instead (`root`: the folder its path-only rows resolve against). `resize`:
+    how each becomes a square (`data.resize`).
 
     Returns (memmap opened read-only, {index: problem}). Rows that fail or are skipped stay zero.
     Images are written with `pwrite` at their offsets rather than through a writable memory map: written pages then
@@ -94,8 +95,8 @@ def decode_column(
         offset = header.offset  # bytes of .npy header before row 0
         del header
         with open(tmp, "r+b") as fh:
-            dataset = _BlobDecodeSet(blob, root, size, max_pixels) if blob is not None else \
-                _DecodeSet(paths, size, max_pixels)
+            dataset = _BlobDecodeSet(blob, root, size, max_pixels, resize) if blob is not None else \
+                _DecodeSet(paths, size, max_pixels, resize)
             problems = _decode_into(fh.fileno(), offset, dataset, n, size, workers, label)
             os.fsync(fh.fileno())
         tmp.replace(out_file)

@@ -54,8 +54,9 @@ class Image(Modality):
     def fingerprint(self, man: Any, inp: dict, dc: Any) -> str:
         col = inp["name"]
         # the manifest's folder too: relative cells name different files when the same text sits elsewhere
-        h = hashlib.sha256(f"v{FORMAT_VERSION}|{dc.image_size}|{dc.max_image_pixels}|{col}|{man.root.resolve()}"
-                           .encode())
+        mode = "" if dc.resize == "crop" else f"|{dc.resize}"  # crop keeps the fingerprints caches already have
+        h = hashlib.sha256(f"v{FORMAT_VERSION}|{dc.image_size}{mode}|{dc.max_image_pixels}|{col}|"
+                           f"{man.root.resolve()}".encode())
         blob = man.blobs.get(col)
         if blob is not None:  # pictures stored in the file: the hash of their bytes, taken while reading
             h.update(blob.digest.encode())
@@ -82,7 +83,7 @@ class Image(Modality):
         blob = man.blobs.get(col)
         paths = [] if blob else [man.resolve(r[col]) if r[col] else None for r in man.rows]
         return decode_column(paths, dc.image_size, folder / self.file_name(inp), dc.workers, dc.max_image_pixels,
-                             col, blob, man.root)
+                             col, blob, man.root, dc.resize)
 
     def batch(self, array, pos, spec: ImageSpec, device, augment):
         """uint8 rows -> float `[B, 3, size, size]`, normalised, randomly zoomed / shifted / flipped (`augment`)."""
@@ -110,7 +111,7 @@ class Image(Modality):
 
         value = values[inp["name"]]
         try:
-            return prepare(value, dc.image_size, spec.size, spec.mean, spec.std, dc.max_image_pixels)
+            return prepare(value, dc.image_size, spec.size, spec.mean, spec.std, dc.max_image_pixels, dc.resize)
         except ImageProblem as exc:
             where = inp["name"] if isinstance(value, (bytes, bytearray)) else value
             raise (TooLarge if isinstance(exc, ImageTooLarge) else DataError)(f"{where}: {exc}") from None

@@ -62,6 +62,9 @@ def decode_rgb(source: str | Path | bytes, max_pixels: int = 50_000_000) -> np.n
     return np.ascontiguousarray(arr)
 
 
+RESIZE_MODES = ("crop", "pad")
+
+
 def resize_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     """uint8 `[H, W, 3]` -> uint8 `[size, size, 3]`: shorter side to `size` (bilinear), then a centre crop."""
     from PIL import Image
@@ -76,6 +79,30 @@ def resize_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(im.crop((left, top, left + size, top + size)))
 
 
+def resize_pad(rgb: np.ndarray, size: int) -> np.ndarray:
+    """uint8 `[H, W, 3]` -> uint8 `[size, size, 3]`: longer side to `size` (bilinear), centred on white (the colour
+    transparent pixels get, so an icon's background simply goes on)."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    if (h, w) == (size, size):
+        return rgb
+    scale = size / max(h, w)
+    nw, nh = min(size, max(1, round(w * scale))), min(size, max(1, round(h * scale)))
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
+    canvas.paste(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR), ((size - nw) // 2, (size - nh) // 2))
+    return np.asarray(canvas)
+
+
+def to_square(rgb: np.ndarray, size: int, mode: str = "crop") -> np.ndarray:
+    """uint8 `[H, W, 3]` -> uint8 `[size, size, 3]` by `mode` (`data.resize`: crop or pad)."""
+    if mode == "crop":
+        return resize_crop(rgb, size)
+    if mode == "pad":
+        return resize_pad(rgb, size)
+    raise ValueError(f"unknown resize mode {mode!r}; valid: {', '.join(RESIZE_MODES)}")
+
+
 def to_input(rgb: np.ndarray, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
     """uint8 `[S, S, 3]` -> float32 `[1, 3, size, size]`: resized to the encoder's size, (x/255 - mean) / std."""
     from PIL import Image
@@ -87,6 +114,7 @@ def to_input(rgb: np.ndarray, size: int, mean: tuple[float, ...], std: tuple[flo
 
 
 def prepare(source: str | Path | bytes, cache_size: int, size: int, mean, std,
-            max_pixels: int = 50_000_000) -> np.ndarray:
-    """One picture -> the encoder's input float32 `[1, 3, size, size]`."""
-    return to_input(resize_crop(decode_rgb(source, max_pixels), cache_size), size, mean, std).astype(np.float32)
+            max_pixels: int = 50_000_000, resize: str = "crop") -> np.ndarray:
+    """One picture -> the encoder's input float32 `[1, 3, size, size]`; `resize`: `data.resize`."""
+    square = to_square(decode_rgb(source, max_pixels), cache_size, resize)
+    return to_input(square, size, mean, std).astype(np.float32)

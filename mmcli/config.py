@@ -161,6 +161,8 @@ class TrainConfig:
                          "hardware computes it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), else 32",
                          ("32", "bf16", "fp16", "auto"))
     pretrained_lr: float = opt(1e-4, "learning rate of the trainable parts of pretrained encoders")
+    pretrained_lrs: dict[str, float] = opt({}, "train.pretrained_lr per pretrained encoder, keyed by its column or "
+                                           "its kind, e.g. {image: 3e-4}")
     cache_prefix: bool = opt(True, "partly frozen encoders (model.unfreeze_last): compute the frozen first blocks' "
                              "outputs once and keep them in the cache folder (false: run them every step)")
 

@@ -147,7 +147,8 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None, p
         tools.class_weights = weights.to(device)
     va_idx = cache.indices(1)[dinfo.rank :: dinfo.world]  # each rank scores a shard; predictions are gathered
     va = Batches(cache, va_idx, cfg.train.batch_size * 2, specs, device=device, skip=set(frozen))
-    groups = param_groups(model, cfg.train.lr, cfg.train.pretrained_lr, cfg.train.weight_decay)
+    groups = param_groups(model, cfg.train.lr, cfg.train.pretrained_lr, cfg.train.weight_decay,
+                          cfg.train.pretrained_lrs)
     opt = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.train.epochs * len(tr), cfg.train.warmup))
     net = model

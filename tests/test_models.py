@@ -292,6 +292,23 @@ def test_param_groups_give_pretrained_encoders_their_own_lr(tmp_path):
     torch.optim.AdamW(decayed, lr=1e-3).step()  # the groups are valid AdamW input
 
 
+def test_pretrained_lrs_set_one_encoders_rate_by_kind_or_column(tmp_path):
+    import torchvision
+
+    from mmcli.errors import UsageError
+
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
+    cfg = tiny_cfg(image="resnet18", image_weights=str(tmp_path / "r18.pth"), freeze=["title"])
+    model = build_model(cfg, INPUTS, CLASSES, VOCAB)
+    image = {id(p) for p in model.encoders["img"].parameters()}
+    for by in ({"image": 3e-4}, {"img": 3e-4}, {"image": 1e-2, "img": 3e-4}):  # the column wins over the kind
+        groups = param_groups(model, lr=1e-3, pretrained_lr=1e-5, pretrained_lrs=by)
+        assert {id(p) for g in groups if g["lr"] == 3e-4 for p in g["params"]} == image
+        assert groups[-1]["lr"] == 1e-3 and not any(g["lr"] == 1e-5 for g in groups)
+    with pytest.raises(UsageError, match="valid: image, img"):
+        param_groups(model, lr=1e-3, pretrained_lrs={"text": 3e-4})  # the text encoder here is not pretrained
+
+
 @pytest.mark.parametrize("image", SCRATCH_IMAGE)
 def test_state_dict_saves_as_safetensors(image, tmp_path):
     """Run folders store weights with safetensors, which refuses tensors that share memory."""

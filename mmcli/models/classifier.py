@@ -178,6 +178,26 @@ def build_model(cfg, inputs: list[dict], num_classes: int, vocab_size: int | Non
                                 kinds={i["name"]: i["kind"] for i in inputs}, multi_label=multi_label)
 
 
+def _pretrained_rates(model: nn.Module, default: float, by: dict[str, float]) -> dict[int, float]:
+    """{id(parameter): learning rate} over the pretrained encoders' parameters; `by` {column or kind: lr} overrides
+    `default` for the encoders it names (an unknown name is an error listing the valid ones)."""
+    from mmcli.errors import UsageError
+
+    encoders = getattr(model, "encoders", {})
+    kinds = getattr(model, "kinds", {})
+    pre = {n: e for n, e in encoders.items() if getattr(e, "pretrained", False)}
+    valid = sorted(set(pre) | {kinds.get(n, n) for n in pre})
+    unknown = sorted(set(by) - set(valid))
+    if unknown:
+        raise UsageError(f"config key 'train.pretrained_lrs' names {', '.join(unknown)}, not a pretrained encoder's "
+                         f"column or kind; valid: {', '.join(valid) or '(no pretrained encoder)'}")
+    rates: dict[int, float] = {}
+    for name, enc in pre.items():
+        rate = float(by.get(name, by.get(kinds.get(name, name), default)))  # the column wins over the kind
+        rates.update({id(p): rate for p in enc.parameters()})
+    return rates
+
+
 def frozen_inputs(model: MultimodalClassifier) -> list[str]:
     """Names of the modalities whose encoder is fully frozen: their embeddings never change during training, so
     the loop may compute them once and pass them as `cached` (valid while their inputs are not augmented)."""
@@ -185,27 +205,25 @@ def frozen_inputs(model: MultimodalClassifier) -> list[str]:
 
 
 def param_groups(model: nn.Module, lr: float, pretrained_lr: float | None = None,
-                 weight_decay: float | None = None) -> list[dict]:
-    """AdamW parameter groups: trainable parameters of pretrained encoders at `pretrained_lr` (default `lr`), the
-    rest at `lr`; frozen parameters are left out.
+                 weight_decay: float | None = None, pretrained_lrs: dict[str, float] | None = None) -> list[dict]:
+    """AdamW parameter groups: trainable parameters of pretrained encoders at `pretrained_lr` (default `lr`), or at
+    `pretrained_lrs[selector]` where a selector names the encoder's column or kind; the rest at `lr`; frozen
+    parameters are left out.
 
     With `weight_decay`, biases and norm weights (1-D tensors) get none (decay only shrinks weights usefully in
     matrices and convolutions), the rest get `weight_decay`; without it the optimiser's default applies.
     """
-    pretrained = set()
-    for enc in getattr(model, "encoders", {}).values():
-        if getattr(enc, "pretrained", False):
-            pretrained |= {id(p) for p in enc.parameters()}
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    rates = _pretrained_rates(model, lr if pretrained_lr is None else pretrained_lr, pretrained_lrs or {})
+    groups: dict[tuple[float | None, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
-            key = (id(p) in pretrained, weight_decay is not None and p.ndim < 2)
+            key = (rates.get(id(p)), weight_decay is not None and p.ndim < 2)
             groups.setdefault(key, []).append(p)
     out = []
     # Pretrained groups first, so that the last group always carries the main learning rate `lr`.
-    for (is_pre, no_decay), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1])):
-        group = {"params": params, "lr": pretrained_lr if is_pre and pretrained_lr is not None else lr,
-                 "pretrained": is_pre}
+    for (rate, no_decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or 0.0,
+                                                                           kv[0][1])):
+        group = {"params": params, "lr": lr if rate is None else rate, "pretrained": rate is not None}
         if weight_decay is not None:
             group["weight_decay"] = 0.0 if no_decay else weight_decay
         out.append(group)

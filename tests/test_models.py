@@ -305,8 +305,12 @@ def test_pretrained_lrs_set_one_encoders_rate_by_kind_or_column(tmp_path):
         groups = param_groups(model, lr=1e-3, pretrained_lr=1e-5, pretrained_lrs=by)
         assert {id(p) for g in groups if g["lr"] == 3e-4 for p in g["params"]} == image
         assert groups[-1]["lr"] == 1e-3 and not any(g["lr"] == 1e-5 for g in groups)
-    with pytest.raises(UsageError, match="valid: image, img"):
-        param_groups(model, lr=1e-3, pretrained_lrs={"text": 3e-4})  # the text encoder here is not pretrained
+    # a kind without a pretrained encoder is accepted and changes nothing (a preset applies to any data)
+    same = param_groups(model, lr=1e-3, pretrained_lr=1e-5, pretrained_lrs={"text": 3e-4, "audio": 1.0})
+    assert [(g["lr"], len(g["params"])) for g in same] == [(g["lr"], len(g["params"]))
+                                                           for g in param_groups(model, lr=1e-3, pretrained_lr=1e-5)]
+    with pytest.raises(UsageError, match="valid: image, .*text, img"):
+        param_groups(model, lr=1e-3, pretrained_lrs={"imgs": 3e-4})  # a typo
 
 
 @pytest.mark.parametrize("image", SCRATCH_IMAGE)

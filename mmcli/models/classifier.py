@@ -180,17 +180,19 @@ def build_model(cfg, inputs: list[dict], num_classes: int, vocab_size: int | Non
 
 def _pretrained_rates(model: nn.Module, default: float, by: dict[str, float]) -> dict[int, float]:
     """{id(parameter): learning rate} over the pretrained encoders' parameters; `by` {column or kind: lr} overrides
-    `default` for the encoders it names (an unknown name is an error listing the valid ones)."""
+    `default` for the encoders it names. Any input kind is a valid key, present or not (a preset's {image: ...}
+    applies to data without images too); a key that is neither a kind nor a column is an error listing both."""
+    from mmcli import modalities
     from mmcli.errors import UsageError
 
     encoders = getattr(model, "encoders", {})
     kinds = getattr(model, "kinds", {})
-    pre = {n: e for n, e in encoders.items() if getattr(e, "pretrained", False)}
-    valid = sorted(set(pre) | {kinds.get(n, n) for n in pre})
+    valid = list(modalities.KIND_ORDER) + [n for n in encoders if n not in modalities.KIND_ORDER]
     unknown = sorted(set(by) - set(valid))
     if unknown:
-        raise UsageError(f"config key 'train.pretrained_lrs' names {', '.join(unknown)}, not a pretrained encoder's "
-                         f"column or kind; valid: {', '.join(valid) or '(no pretrained encoder)'}")
+        raise UsageError(f"config key 'train.pretrained_lrs' names {', '.join(unknown)}: neither an input kind nor a "
+                         f"column; valid: {', '.join(valid)}")
+    pre = {n: e for n, e in encoders.items() if getattr(e, "pretrained", False)}
     rates: dict[int, float] = {}
     for name, enc in pre.items():
         rate = float(by.get(name, by.get(kinds.get(name, name), default)))  # the column wins over the kind

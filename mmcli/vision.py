@@ -147,7 +147,7 @@ def decode_bytes(data: bytes, max_pixels: int = 50_000_000) -> torch.Tensor:
     return img
 
 
-def resize_crop(img: torch.Tensor, size: int, mode: str = "crop") -> torch.Tensor:
+def square_image(img: torch.Tensor, size: int, mode: str = "crop") -> torch.Tensor:
     """uint8 `[3, H, W]` -> uint8 `[3, size, size]`: shorter side to `size`, then centre crop (`mode` crop), or
     longer side to `size`, centred on white (`mode` pad: `data.resize`).
 

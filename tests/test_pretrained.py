@@ -165,10 +165,10 @@ def effnet_and_classifier(variant: int) -> tuple[torch.nn.Module, dict[str, torc
 def imagenet_probs(variant: int, photo: str) -> torch.Tensor:
     """Encoder features of a photo prepared as the data pipeline does (shorter side resized, centre crop, the
     encoder's own mean/std), through the ImageNet classifier. -> `[1000]`."""
-    from mmcli.vision import load_image, normalize, resize_crop
+    from mmcli.vision import load_image, normalize, square_image
 
     enc, state = effnet_and_classifier(variant)
-    x = normalize(resize_crop(load_image(ASSETS / photo), enc.image_size)[None], enc.mean, enc.std)
+    x = normalize(square_image(load_image(ASSETS / photo), enc.image_size)[None], enc.mean, enc.std)
     with torch.no_grad():
         feats = enc(x)
     assert feats.shape == (1, 1280)

@@ -8,7 +8,7 @@ import torch
 from helpers import two_colour, write_bomb_png, write_rgb16_png
 from PIL import Image
 
-from mmcli.vision import ImageProblem, load_image, normalize, resize_crop
+from mmcli.vision import ImageProblem, load_image, normalize, square_image
 
 RED, BLUE, WHITE = [255, 0, 0], [0, 0, 255], [255, 255, 255]
 
@@ -195,11 +195,11 @@ def test_bomb_past_pillows_own_limit(tmp_path):
 
 def test_resize_crop_shorter_side_then_centre(arr):
     img = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-    out = resize_crop(img, 4)
+    out = square_image(img, 4)
     assert out.shape == (3, 4, 4) and out.dtype == torch.uint8
     assert px(out, 0, 0) == RED and px(out, 3, 3) == BLUE  # the centre crop keeps both halves
     same = torch.zeros(3, 4, 4, dtype=torch.uint8)
-    assert resize_crop(same, 4) is same
+    assert square_image(same, 4) is same
 
 
 def test_normalize():

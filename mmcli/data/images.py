@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from mmcli.progress import make_progress
-from mmcli.vision import ImageProblem, decode_bytes, load_image, resize_crop
+from mmcli.vision import ImageProblem, decode_bytes, load_image, square_image
 
 Item = tuple[int, torch.Tensor | None, str | None]
 
@@ -22,7 +22,7 @@ def _decode_one(i: int, load: Callable[[], torch.Tensor], size: int, resize: str
     """(i, uint8 [3, size, size], None) or (i, None, reason): errors are returned, not raised, so one bad picture
     never stops the others."""
     try:
-        return i, resize_crop(load(), size, resize), None
+        return i, square_image(load(), size, resize), None
     except ImageProblem as exc:
         return i, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - a decoder crash is a bad row, not a failed run

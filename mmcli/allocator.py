@@ -2,9 +2,9 @@
 
 glibc's malloc serves a large block (a batch of activations) with a fresh `mmap` and gives it back with `munmap` on
 `free`; the next batch's block is fresh memory again, and every 4 KiB page of it costs a page fault to map and zero.
-For a CNN on a CPU that is most of the time: EfficientNet-Lite0's forward pass over 64 images at 224 px spent 30 s
-in the kernel against 18 s computing, 20 images/s; with freed blocks kept, 76 images/s and 0.1 s in the kernel
-(`benchmarks/allocator.py`). PyTorch's own CPU guidance is to preload jemalloc or tcmalloc for this; raising glibc's
+For a CNN on a CPU that is most of the time: EfficientNet-Lite0's forward pass over 64 images at 224 px spent 29 CPU
+seconds in the kernel against 18 computing, 20.8 images/s; with freed blocks kept, 68.1 images/s and 0.1 s in the
+kernel (`benchmarks/allocator.py`, fp32 on 2 cores). PyTorch's own CPU guidance is to preload jemalloc or tcmalloc for this; raising glibc's
 two thresholds with `mallopt` does the same for these workloads with nothing to install.
 
 The price: memory a finished batch freed stays with the process (up to `limit` per block), so its resident size stays

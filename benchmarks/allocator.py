@@ -32,7 +32,7 @@ ENCODER = """
 import json, resource, sys, time
 import torch
 from mmcli.allocator import keep_freed_memory
-from mmcli.models.pretrained import EfficientNetLite
+from mmcli.models.effnet import EfficientNetLite
 applied = keep_freed_memory()
 layout, amp = sys.argv[1], sys.argv[2] == "bf16"
 torch.manual_seed(0)

@@ -15,7 +15,7 @@ from mmcli.models.classifier import encoder_settings, fusion_settings  # noqa: F
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from mmcli.config import load_config
-from mmcli.models.pretrained import EfficientNetLite
+from mmcli.models.effnet import EfficientNetLite
 from mmcli.models.text import TEXT_ENCODERS
 from tests.helpers import TINY, make_dataset
 from tests.test_pretrained import tiny_bert  # noqa: F401 - the fixture

@@ -4,4 +4,4 @@ Importing the package fills every registry (including the pretrained encoders, w
 only when one is built), so `mmcli.models.registry.IMAGE_ENCODERS` is complete wherever it is reached from.
 """
 
-from mmcli.models import audio, fusion, image, pretrained, tabular, text  # noqa: F401 - imported for their registrations
+from mmcli.models import audio, effnet, fusion, image, pretrained, tabular, text  # noqa: F401 - imported for their registrations

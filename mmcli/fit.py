@@ -1,4 +1,5 @@
-"""The epoch loop of `mm train`: build model + optimiser, train, validate, checkpoint, early stop, finish.
+"""The epoch loop of `mm train`: build model + optimiser, train, validate, checkpoint, early stop (then
+`finish.py`).
 
 Works the same in one process and under torchrun: batches are sharded per rank, DDP averages gradients,
 validation predictions are gathered, and only rank 0 writes files or prints.
@@ -20,8 +21,8 @@ from mmcli.data.dataset import Batches, input_specs, text_lengths
 from mmcli.ema import applied, make_ema
 from mmcli.evaluate import predict_probs
 from mmcli.files import atomic_write_text
+from mmcli.finish import finish, fitting, fmt_metric, score_probs
 from mmcli.frozen import frozen_embeddings, view_tables
-from mmcli.late_weights import tune_late_weights
 from mmcli.loop import (
     Interrupted,
     LoopState,
@@ -32,10 +33,8 @@ from mmcli.loop import (
     lr_lambda,
     train_one_epoch,
 )
-from mmcli.metrics import classification_metrics
 from mmcli.models.classifier import build_model, frozen_inputs, param_groups
-from mmcli.progress import console, info, log_line, make_progress, quiet
-from mmcli.runs import save_weights, update_latest, write_json
+from mmcli.progress import info, log_line, make_progress
 from mmcli.stopping import may_stop, record_epoch
 
 
@@ -119,7 +118,7 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None, p
     # channels_last: conv backward runs ~25% faster on CPU in this layout (benchmarks/overhead.py)
     model = build_model(cfg, cache.inputs, len(names), states=_states(cache), multi_label=cache.multi_label)
     model.to(device, memory_format=torch.channels_last)
-    _fitting(model, True)
+    fitting(model, True)
     specs = input_specs(model)
     tools = _tools(cfg, device, dinfo)
     frozen = _precompute(model, cache, cfg, device, tools)
@@ -158,15 +157,6 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None, p
         ids = [torch.device(device).index] if device.startswith("cuda") else None
         net = DDP(model, device_ids=ids)
     return model, net, tr, va, opt, sched, tools
-
-
-def score_probs(probs, labels, names: list[str], multi_label: bool, thresholds=None) -> dict:
-    """Metrics for softmax (single-label) or sigmoid (multi-label) outputs."""
-    if multi_label:
-        from mmcli.multilabel import multilabel_metrics
-
-        return multilabel_metrics(probs, labels, names, thresholds)
-    return classification_metrics(probs, labels, names)
 
 
 def _validate(model, va: Batches, names: list[str], dinfo: D.DistInfo, cached=None) -> dict:
@@ -224,7 +214,7 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
             with applied(ema):  # with train.ema, the average is what is validated, selected and saved
                 val = _validate(model, va, names, dinfo, tools.cached)
             row = _epoch_row(epoch, lr, result, val, dinfo)
-            val_text = f"val acc {_num(row['val_accuracy'])} loss {_num(row['val_loss'])}"
+            val_text = f"val acc {fmt_metric(row['val_accuracy'])} loss {fmt_metric(row['val_loss'])}"
             progress.update(task, stats=progress.tasks[task].fields["stats"] + " | " + val_text)
             log_line(f"epoch {epoch}/{cfg.train.epochs}: train loss {row['train_loss']:.4f} acc "
                      f"{row['train_accuracy']:.3f}, {row['samples_per_s']:.0f} samples/s, {row['seconds']:.1f} s | "
@@ -246,10 +236,6 @@ def fit(run: Path, cfg: Config, cache, device: str, resumed: bool, dinfo: D.Dist
     return finish(run, cfg, cache, model, state, device, tools, refitted) if dinfo.main else run
 
 
-def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4f}"
-
-
 def _end_epoch(run: Path, ckpt: Checkpoints, row: dict, cfg: Config, dinfo: D.DistInfo, val_rows: int = 0) -> bool:
     """Record the epoch, note or save best/last checkpoints (rank 0). -> True when early stopping triggers (every
     rank decides the same: the metrics are already reduced). `val_rows`: the validation split's size (ties)."""
@@ -261,96 +247,9 @@ def _end_epoch(run: Path, ckpt: Checkpoints, row: dict, cfg: Config, dinfo: D.Di
     return may_stop(cfg, ckpt.state)
 
 
-def _fitting(model, on: bool) -> None:
-    """Late fusion's per-row weighting (`model.late_weighting`) waits until the model is finished: see LateFusion."""
-    if hasattr(model.fusion, "fitting"):
-        model.fusion.fitting = on
-
-
 def _write_history(run: Path, history: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(history[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(run / "history.csv", buf.getvalue())
-
-
-def finish(run: Path, cfg: Config, cache, model, state: LoopState, device: str, tools: StepTools | None = None,
-           refitted: tuple | None = None) -> Path:
-    """Reload the best weights, fit late-fusion weights on val, score val (and test when the CSV has one), write
-    metrics.json + report.md. `tools.cached`: frozen encoders' embeddings, reused as in training. `refitted`:
-    (model, tools) trained on train + val (`train.refit`): it takes the late-fusion weights fitted on the selected
-    model and becomes the saved model; validation is scored with the selected model, which never saw those rows."""
-    from mmcli.report import write_report
-    from mmcli.runs import load_weights
-
-    load_weights(model, run / "model.safetensors")
-    names = cache.meta["label_names"]
-    specs = input_specs(model)
-    metrics: dict = {"best_epoch": state.best_epoch, "epochs_run": state.epoch, "monitor": cfg.train.monitor}
-    cached, skip = (tools.cached, set(tools.frozen)) if tools else (None, set())
-
-    def batches(code: int) -> Batches:
-        return Batches(cache, cache.indices(code), cfg.train.batch_size * 2, specs, device=device, skip=skip)
-
-    weights = tune_late_weights(model, batches(1), cached) if len(cache.indices(1)) else None
-    _fitting(model, False)  # from here on the model is scored as it will predict
-    if weights is not None:  # part of the model from now on: saved with it, used by eval and predict
-        save_weights(model, run / "model.safetensors")
-        metrics["late_fusion_weights"] = dict(zip(model.fusion.names, (round(w, 4) for w in weights)))
-    outputs = {"val": predict_probs(model, batches(1), cached)} if len(cache.indices(1)) else {}
-    if refitted is not None:
-        selected, (model, refit_tools) = model, refitted
-        _fitting(model, False)
-        if weights is not None:
-            model.fusion.weights.copy_(torch.tensor(weights))
-        if cfg.train.soup:
-            from mmcli.refit import soup
-
-            soup(model, selected)
-        cached = refit_tools.cached
-        save_weights(model, run / "model.safetensors")
-        metrics["refit"] = {"epochs": state.best_epoch, "rows": int(len(cache.indices(0)) + len(cache.indices(1))),
-                            "soup": cfg.train.soup}
-    if len(cache.indices(2)):
-        outputs["test"] = predict_probs(model, batches(2), cached)
-    thresholds = None
-    if cache.multi_label:  # per-label thresholds tuned on validation, then applied everywhere (test, predict)
-        from mmcli.multilabel import tune_thresholds
-
-        thresholds = tune_thresholds(*outputs["val"][:2]) if "val" in outputs else None
-        write_json(run / "thresholds.json", dict(zip(names, [0.5] * len(names) if thresholds is None
-                                                     else thresholds.tolist())))
-    for split, (probs, labels, _) in outputs.items():
-        metrics[split] = score_probs(probs, labels, names, cache.multi_label, thresholds)
-    write_json(run / "metrics.json", metrics)
-    main = metrics.get("test") or metrics.get("val")
-    if main and cache.multi_label:
-        from mmcli.multilabel import multilabel_markdown
-
-        atomic_write_text(run / "report.md", multilabel_markdown({**main, "csv": "the training CSV's held-out rows"}))
-    elif main:
-        split = "test" if "test" in metrics else "val"
-        write_report(run, {**main, "csv": f"the {split} split of the training CSV", "split": split},
-                     history_csv=run / "history.csv")
-    update_latest(run)
-    _summary(run, metrics, state)
-    return run
-
-
-def _summary(run: Path, metrics: dict, state: LoopState) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"run {run}")
-    table.add_column("split")
-    for col in ("rows", "accuracy", "macro_f1", "loss"):
-        table.add_column(col, justify="right")
-    for split in ("val", "test"):
-        m = metrics.get(split)
-        if m:
-            table.add_row(split, str(m["n"]), _num(m["accuracy"]), _num(m["macro_f1"]), _num(m["loss"]))
-    total = sum(float(h["seconds"]) for h in state.history)
-    table.caption = f"best epoch {state.best_epoch} of {state.epoch}; {total:.1f} s training"
-    if not quiet():
-        console.print(table)
-

@@ -164,7 +164,7 @@ class LateFusion(nn.Module):
     after training (stacked generalisation, Wolpert 1992), so that a head that memorised its training rows, and is
     overconfident on new ones, counts for less.
     `weighting` "entropy" applies to the finished model only: while `fitting` is set (training, checkpoint choice and
-    the weight fit; `fit.build` sets it, `fit.finish` clears it) the heads combine with the fixed weights. Fitted
+    the weight fit; `fit.build` sets it, `finish.finish` clears it) the heads combine with the fixed weights. Fitted
     and selected under the per-row rule, the weights and checkpoints adapt to it and the gain is lost (mean test
     accuracy 0.8735 either way, against 0.878 with the rule applied afterwards; benchmarks/results/fusion_probe.log).
     """

@@ -102,17 +102,27 @@ def _decode_with_pil(data: bytes) -> torch.Tensor:
     return _to_rgb(torch.from_numpy(arr.copy()).permute(2, 0, 1))
 
 
-def load_image(path: str | Path, max_pixels: int = 50_000_000) -> torch.Tensor:
-    """Decode a file to uint8 RGB `[3, H, W]`. Raises ImageProblem with a readable reason."""
+def load_image(path: str | Path, max_pixels: int = 50_000_000, min_side: int | None = None) -> torch.Tensor:
+    """Decode a file to uint8 RGB `[3, H, W]` (`min_side`: see `decode_bytes`). Raises ImageProblem with a
+    readable reason."""
     path = Path(path)
     if not path.is_file():
         raise ImageProblem(f"file not found: {path}" if not path.exists() else f"not a regular file: {path}")
-    return decode_bytes(path.read_bytes(), max_pixels)
+    return decode_bytes(path.read_bytes(), max_pixels, min_side)
 
 
-def decode_bytes(data: bytes, max_pixels: int = 50_000_000) -> torch.Tensor:
+def _jpeg_to_scale(data: bytes, size: tuple[int, int] | None, min_side: int | None) -> bool:
+    """Is this a JPEG at least twice `min_side` on both sides (so libjpeg can decode it at a reduced scale)?"""
+    return bool(min_side and size and data[:3] == b"\xff\xd8\xff" and min(size) >= 2 * min_side)
+
+
+def decode_bytes(data: bytes, max_pixels: int = 50_000_000, min_side: int | None = None) -> torch.Tensor:
     """Decode an encoded image held in memory (a file's content, or a Parquet cell) to uint8 RGB `[3, H, W]`, with
-    the same checks as a file: pixel limits before decoding, truncated data, odd modes. Raises ImageProblem."""
+    the same checks as a file: pixel limits before decoding, truncated data, odd modes. Raises ImageProblem.
+
+    `min_side`: the caller needs both sides only this long; a JPEG at least twice as large is then decoded at a
+    reduced scale by Pillow's `draft`, exactly as prediction decodes it (mmcli/modalities/image_signal.py), so the
+    cache and a prediction see the same pixels."""
     if not data:
         raise ImageProblem("empty file (0 bytes)")
     size = _png_size(data[:24])
@@ -125,6 +135,11 @@ def decode_bytes(data: bytes, max_pixels: int = 50_000_000) -> torch.Tensor:
         size = _header_size(data)
     if size:
         _check_pixels(size[0], size[1], max_pixels)
+    if _jpeg_to_scale(data, size, min_side):
+        from mmcli.modalities.image_signal import decode_rgb
+
+        rgb = decode_rgb(data, max_pixels, min_side)
+        return torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).permute(2, 0, 1).contiguous()
     try:
         if _needs_pil(data[:32]):
             raise _UsePillow("palette image")

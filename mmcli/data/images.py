@@ -43,7 +43,7 @@ class _DecodeSet(Dataset):
         path = self.paths[i]
         if path is None:
             return i, None, None
-        return _decode_one(i, partial(load_image, path, self.max_pixels), self.size, self.resize)
+        return _decode_one(i, partial(load_image, path, self.max_pixels, self.size), self.size, self.resize)
 
 
 class _BlobDecodeSet(IterableDataset):
@@ -64,9 +64,9 @@ class _BlobDecodeSet(IterableDataset):
                     yield i, None, error
                 elif data is not None:
                     yield (i, None, "image bytes are empty (0 bytes)") if not data else \
-                        _decode_one(i, partial(decode_bytes, data, self.max_pixels), self.size, self.resize)
+                        _decode_one(i, partial(decode_bytes, data, self.max_pixels, self.size), self.size, self.resize)
                 elif path is not None:
-                    yield _decode_one(i, partial(load_image, path, self.max_pixels), self.size, self.resize)
+                    yield _decode_one(i, partial(load_image, path, self.max_pixels, self.size), self.size, self.resize)
                 else:
                     yield i, None, None
 

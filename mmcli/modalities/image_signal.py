@@ -1,8 +1,8 @@
 """Image preparation for one picture at prediction time, in numpy and Pillow only (no torch): `mm predict` on a run
 folder and the torch-free ONNX bundle runtime both call these, so their inputs are identical by construction.
 
-The steps mirror the cache (mmcli/vision.py decodes with torchvision there): decode, EXIF orientation, alpha over
-white, grey and palette to RGB; shorter side to `data.image_size` (bilinear, antialiased) and a centre crop; then
+The steps mirror the cache (mmcli/vision.py decodes with torchvision there, and calls `decode_rgb` here for a JPEG
+large enough to decode at a reduced scale): decode, EXIF orientation, alpha over white, grey and palette to RGB; shorter side to `data.image_size` (bilinear, antialiased) and a centre crop; then
 the encoder's own size and normalisation.
 """
 
@@ -32,9 +32,13 @@ def _read(source: str | Path | bytes) -> bytes:
     return path.read_bytes()
 
 
-def decode_rgb(source: str | Path | bytes, max_pixels: int = 50_000_000) -> np.ndarray:
+def decode_rgb(source: str | Path | bytes, max_pixels: int = 50_000_000, min_side: int | None = None) -> np.ndarray:
     """An image file or its bytes -> uint8 RGB `[H, W, 3]`; raises ImageProblem (empty, too many pixels, not an
-    image)."""
+    image).
+
+    `min_side`: the picture is only needed with both sides at least this long, so a JPEG at least twice as large
+    is decoded at 1/2, 1/4 or 1/8 of its size (`draft`: libjpeg scales while it decodes, skipping most of the
+    inverse DCT work): a phone photo decodes several times faster (benchmarks/jpeg_draft.py)."""
     from PIL import Image, ImageOps
 
     data = _read(source)
@@ -47,6 +51,8 @@ def decode_rgb(source: str | Path | bytes, max_pixels: int = 50_000_000) -> np.n
                 w, h = im.size
                 if w * h > max_pixels:
                     raise ImageTooLarge(f"{w}x{h} pixels exceeds the limit of {max_pixels} (data.max_image_pixels)")
+                if min_side and im.format == "JPEG":
+                    im.draft(None, (min_side, min_side))  # a no-op below 2x: the scale is a whole power of 2
                 im = ImageOps.exif_transpose(im)
                 im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "P", "PA") else im.convert("RGB")
                 arr = np.asarray(im)
@@ -116,5 +122,5 @@ def to_input(rgb: np.ndarray, size: int, mean: tuple[float, ...], std: tuple[flo
 def prepare(source: str | Path | bytes, cache_size: int, size: int, mean, std,
             max_pixels: int = 50_000_000, resize: str = "crop") -> np.ndarray:
     """One picture -> the encoder's input float32 `[1, 3, size, size]`; `resize`: `data.resize`."""
-    square = to_square(decode_rgb(source, max_pixels), cache_size, resize)
+    square = to_square(decode_rgb(source, max_pixels, min_side=cache_size), cache_size, resize)
     return to_input(square, size, mean, std).astype(np.float32)

@@ -79,6 +79,8 @@ class ModelConfig:
                               "validation) or entropy (the finished model also weights each row's heads by how sure each "
                               "is of it, 1 / entropy of its softmax; training and the weight fit use fixed)",
                               ("fixed", "entropy"))
+    late_hidden: int = opt(0, "late fusion: hidden width of each input's head, an MLP (dropout, linear, ReLU, "
+                           "dropout, linear) trained on its own loss; 0: a linear head")
     freeze: list[str] = opt([], "encoders to freeze: column names, encoder names, 'image', 'text' or 'pretrained'")
     unfreeze_last: int = opt(0, "keep the last N blocks trainable: of each frozen encoder, or (freeze empty) of each "
                              "pretrained encoder, the rest frozen")
@@ -185,6 +187,7 @@ def _validate(cfg: Config) -> None:
         ("data.max_bad_fraction", 0.0 <= cfg.data.max_bad_fraction <= 1.0, "must be in [0, 1]"),
         ("model.embed_dim", cfg.model.embed_dim >= 1, "must be positive"),
         ("model.dropout", 0.0 <= cfg.model.dropout < 1.0, "must be in [0, 1)"),
+        ("model.late_hidden", cfg.model.late_hidden >= 0, "must be at least 0 (0: a linear head per input)"),
         ("model.cnn_widths", bool(cfg.model.cnn_widths) and min(cfg.model.cnn_widths) >= 1,
          "must list at least one positive channel count, e.g. [16, 32, 64, 128]"),
         ("train.epochs", cfg.train.epochs >= 1, "must be at least 1"),

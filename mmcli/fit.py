@@ -38,6 +38,16 @@ from mmcli.progress import info, log_line, make_progress
 from mmcli.stopping import may_stop, record_epoch
 
 
+def trains_heads_apart(model) -> bool:
+    """Does this late-fusion model train each input's head on its own loss? Yes while any encoder trains, or when
+    the heads are MLPs (`model.late_hidden`): trained through the averaged logits, trainable encoders or hidden
+    layers co-adapt. Linear heads over frozen encoders only are a plain linear model over fixed features, where
+    joint training does better (benchmarks/sample_accuracy.py)."""
+    if not getattr(model.fusion, "separate_heads", False):
+        return False
+    return len(frozen_inputs(model)) < len(model.names) or getattr(model.fusion, "hidden", 0) > 0
+
+
 def _states(cache) -> dict:
     """{kind: its fitted state kept in the cache folder} (the tokenizer) for the cache's input kinds."""
     return {k: cache.state(k) for k in {i["kind"] for i in cache.inputs}}
@@ -136,10 +146,7 @@ def build(cfg: Config, cache, device: str, dinfo: D.DistInfo, train_rows=None, p
                  lengths=text_lengths(cache) if cfg.train.sampler == "length" else None)
     tools.multi_label = cache.multi_label
     tools.aux_weight = cfg.train.aux_weight if model.aux is not None else 0.0
-    # Late fusion trains its heads apart so that trainable encoders don't co-adapt; over frozen encoders only, joint
-    # training is a plain linear model over fixed features, which does better (benchmarks/sample_accuracy.py).
-    tools.separate_heads = (getattr(model.fusion, "separate_heads", False)
-                            and len(frozen_inputs(model)) < len(model.names))
+    tools.separate_heads = trains_heads_apart(model)
     if cfg.train.class_weights == "auto":
         weights = (pos_weights(cache.targets[train_rows]) if cache.multi_label
                    else class_weights(cache.labels[train_rows], len(names)))

@@ -133,7 +133,7 @@ def fusion_settings(cfg) -> dict:
     """The model settings fusion builders take by keyword, from a config."""
     m = cfg.model
     return {"fusion_dim": m.fusion_dim, "embed_dim": m.embed_dim, "dropout": m.dropout, "lmf_rank": m.lmf_rank,
-            "late_weighting": m.late_weighting}
+            "late_weighting": m.late_weighting, "late_hidden": m.late_hidden}
 
 
 def build_encoder(kind: str, name: str, cfg, vocab_size: int | None = None, column: str | None = None,

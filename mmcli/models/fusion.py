@@ -152,14 +152,24 @@ class LowRankFusion(nn.Module):
 LATE_WEIGHTINGS = ("fixed", "entropy")
 
 
+def _late_head(dim: int, num_classes: int, dropout: float, hidden: int) -> nn.Sequential:
+    """One input's classifier `[B, dim]` -> `[B, C]`: linear, or with `hidden` > 0 an MLP with one hidden layer."""
+    if hidden <= 0:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, num_classes))
+
+
 class LateFusion(nn.Module):
     """Late fusion (Snoek, Worring and Smeulders 2005, "Early versus Late Fusion in Semantic Video Analysis"): one
-    linear classifier per modality, logits averaged over the modalities present in each row. -> logits `[B, C]`.
+    classifier per modality (linear, or with `hidden` an MLP), logits averaged over the modalities present in each
+    row. -> logits `[B, C]`.
 
-    While any encoder trains, each head is trained on its own loss, over the rows where its modality is present
-    (`separate_heads`): trained through the averaged logits instead, the encoders co-adapt, each learning only what
-    the other misses on the training rows, and on small data both end up weaker than the same encoder trained
-    alone. Over frozen encoders the heads train jointly (a linear model over fixed features).
+    While any encoder trains, or the heads are MLPs, each head is trained on its own loss, over the rows where its
+    modality is present (`separate_heads`): trained through the averaged logits instead, the encoders (or the MLPs'
+    hidden layers) co-adapt, each learning only what the other misses on the training rows, and on small data both
+    end up weaker than the same encoder trained alone. Linear heads over frozen encoders train jointly (a linear
+    model over fixed features).
     `weights` `[M]` scale each modality's logits (1 while training); `tune_late_weights` fits them on held-out rows
     after training (stacked generalisation, Wolpert 1992), so that a head that memorised its training rows, and is
     overconfident on new ones, counts for less.
@@ -172,13 +182,13 @@ class LateFusion(nn.Module):
     produces_logits = True
     separate_heads = True
 
-    def __init__(self, dims: dict[str, int], num_classes: int, dropout: float = 0.0, weighting: str = "fixed"):
+    def __init__(self, dims: dict[str, int], num_classes: int, dropout: float = 0.0, weighting: str = "fixed",
+                 hidden: int = 0):
         super().__init__()
         if weighting not in LATE_WEIGHTINGS:
             raise ValueError(f"unknown late-fusion weighting {weighting!r}; valid: {', '.join(LATE_WEIGHTINGS)}")
-        self.names, self.out_dim, self.weighting = list(dims), num_classes, weighting
-        self.heads = nn.ModuleDict({n: nn.Sequential(nn.Dropout(dropout), nn.Linear(d, num_classes))
-                                    for n, d in dims.items()})
+        self.names, self.out_dim, self.weighting, self.hidden = list(dims), num_classes, weighting, hidden
+        self.heads = nn.ModuleDict({n: _late_head(d, num_classes, dropout, hidden) for n, d in dims.items()})
         self.register_buffer("weights", torch.ones(len(self.names)))
         self.fitting = False  # a plain flag, not state: a loaded model predicts with `weighting`
 
@@ -247,6 +257,7 @@ def build_lmf(dims: dict[str, int], fusion_dim: int = 0, embed_dim: int = 0, lmf
 
 @FUSIONS.register("late")
 def build_late(dims: dict[str, int], num_classes: int, dropout: float = 0.0, late_weighting: str = "fixed",
-               **_: object) -> LateFusion:
-    """Late fusion: a linear head per modality trained alone; logits weighted (fitted on val) over present ones."""
-    return LateFusion(dims, num_classes, dropout=dropout, weighting=late_weighting)
+               late_hidden: int = 0, **_: object) -> LateFusion:
+    """Late fusion: a head per modality (linear, or an MLP with model.late_hidden) trained alone; logits weighted
+    (fitted on val) over present ones."""
+    return LateFusion(dims, num_classes, dropout=dropout, weighting=late_weighting, hidden=late_hidden)

@@ -21,7 +21,7 @@ _FROZEN = {
     # Late fusion with an MLP head per input (hidden 256), each trained on its own loss, weighted per row by how
     # sure each head is: fused test accuracy 0.902 / 0.790 / 0.934 / 0.854 against 0.891 / 0.771 / 0.909 / 0.819
     # for one MLP head over the concatenated embeddings (noto / openmoji / mdi / cross, 3 seeds; mean 0.870 against
-    # 0.848; benchmarks/results/accuracy_zero_config_late_mlp_fused.log against accuracy_full.log). Linear heads
+    # 0.848; benchmarks/results/accuracy_full.log against accuracy_full_before_late_mlp.log). Linear heads
     # instead, trained jointly as linear heads over frozen encoders are, were level with the concatenation (0.850;
     # accuracy_zero_config_late_linear_fused.log).
     "model": {"image_encoder": "effnet_lite0", "text_encoder": "minilm", "freeze": ["pretrained"],
@@ -44,7 +44,8 @@ _BEST = {
     # trained runs, test accuracy 0.908 / 0.881 / 0.797 / 0.928 against 0.906 / 0.867 / 0.793 / 0.928 with fixed
     # weights (noto / cross / openmoji / mdi, 3 seeds; benchmarks/results/fusion_probe.log): never lower, +1.4 under
     # the style shift. Applied during training too it was level (0.8735 both; accuracy_best_entropy_*.log).
-    # Linear heads (late_hidden 0): over fine-tuned encoders MLP heads were level (MLP_HEADS_BEST).
+    # Linear heads (late_hidden 0): over fine-tuned encoders MLP heads were level, mean 0.878 either way
+    # (benchmarks/results/accuracy_best_late_mlp.log).
     "model": {**_FROZEN["model"], "unfreeze_last": 3, "fusion": "late", "late_weighting": "entropy",
               "late_hidden": 0},
     # precision auto: bf16 where the hardware has it, fp32 elsewhere. On the benchmark's AVX512-BF16 CPU, runs took

@@ -145,3 +145,14 @@ def make_image_tree(root: Path, splits: dict[str, int], captions: bool = True, s
                 rows.append({"image": rel.as_posix(), **({"text": text} if captions else {}), "label": label,
                              **({"split": split} if split else {})})
     return sorted(rows, key=lambda r: r["image"].split("/"))
+
+
+def onnx_parity(model, arrays: list[np.ndarray], present: np.ndarray, path: Path) -> dict:
+    """Export `model` (in eval mode) to ONNX at `path` and return the parity report of onnxruntime against torch on
+    `arrays` (one per input) with presence `present` bool [B, M]."""
+    from mmcli.deploy.export import ProbabilityGraph, export_onnx, parity, session
+
+    graph = ProbabilityGraph(model, model.names).eval()
+    export_onnx(graph, arrays, present, path)
+    report, _ = parity(graph, session(path), arrays, present)
+    return report

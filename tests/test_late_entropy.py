@@ -101,8 +101,8 @@ def test_entropy_weighting_leaves_training_and_the_weight_fit_alone_and_changes_
 def test_the_exported_graph_applies_entropy_weighting(tiny_sets, tmp_path):
     import numpy as np
 
-    from mmcli.deploy.export import ProbabilityGraph, export_onnx, parity, session
     from mmcli.models.classifier import build_model
+    from tests.helpers import onnx_parity
 
     cfg = load_config(None, [*tiny_sets, "model.fusion=late", "model.late_weighting=entropy"])
     inputs = [{"name": "image", "kind": "image", "columns": ["image"]},
@@ -113,7 +113,5 @@ def test_the_exported_graph_applies_entropy_weighting(tiny_sets, tmp_path):
     arrays = [rng.normal(size=(5, 3, 16, 16)).astype(np.float32), rng.integers(0, 50, size=(5, 32)).astype(np.int64)]
     present = np.ones((5, 2), bool)
     present[0, 1] = False
-    graph = ProbabilityGraph(model, model.names).eval()
-    export_onnx(graph, arrays, present, tmp_path / "m.onnx")
-    report, _ = parity(graph, session(tmp_path / "m.onnx"), arrays, present)
+    report = onnx_parity(model, arrays, present, tmp_path / "m.onnx")
     assert report["max_abs_diff"] <= 1e-4 and report["argmax_agreement"] == 1.0, report

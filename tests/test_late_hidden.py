@@ -57,11 +57,10 @@ def test_mlp_heads_train_apart_even_over_frozen_encoders(tiny_sets):
 
 
 def test_a_run_with_mlp_heads_trains_scores_each_head_and_exports(tmp_path):
-    from mmcli.deploy.export import ProbabilityGraph, export_onnx, parity, session
     from mmcli.evaluate import evaluate_run
     from mmcli.loading import load_run
     from mmcli.train import train
-    from tests.helpers import TINY, make_dataset
+    from tests.helpers import TINY, make_dataset, onnx_parity
 
     csv = make_dataset(tmp_path / "data")
     cfg = load_config(None, [*TINY, "model.fusion=late", "model.late_hidden=8", "model.late_weighting=entropy",
@@ -78,7 +77,5 @@ def test_a_run_with_mlp_heads_trains_scores_each_head_and_exports(tmp_path):
               rng.integers(0, 20, size=(5, 32)).astype(np.int64)]
     present = np.ones((5, 2), bool)
     present[0, 1] = False
-    graph = ProbabilityGraph(model, model.names).eval()
-    export_onnx(graph, arrays, present, tmp_path / "m.onnx")
-    report, _ = parity(graph, session(tmp_path / "m.onnx"), arrays, present)
+    report = onnx_parity(model, arrays, present, tmp_path / "m.onnx")
     assert report["max_abs_diff"] <= 1e-4 and report["argmax_agreement"] == 1.0, report

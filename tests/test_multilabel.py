@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from helpers import CLASSES, COLOURS, write_csv, write_png
 from typer.testing import CliRunner
 
@@ -47,10 +48,13 @@ def _data(root):
     return write_csv(root / "data.csv", ["image", "text", "label"], rows)
 
 
-def test_multilabel_end_to_end(tmp_path):
+# the default late fusion, and the zero-config preset's heads: an MLP per input, weighted per row by entropy
+@pytest.mark.parametrize("extra", [[], ["model.late_hidden=16", "model.late_weighting=entropy"]],
+                         ids=["linear-heads", "mlp-heads-entropy"])
+def test_multilabel_end_to_end(tmp_path, extra):
     csv_path = _data(tmp_path / "d")
     runner = CliRunner()
-    args = [a for s in SETS for a in ("--set", s)]
+    args = [a for s in [*SETS, *extra] for a in ("--set", s)]
     res = runner.invoke(app, ["train", str(csv_path), "-o", str(tmp_path / "run"), *args])
     assert res.exit_code == 0, res.output
     run = tmp_path / "run"

@@ -127,12 +127,18 @@ def _ms(values: list[float]) -> str:
 
 def bench_set(name: str, args, tmp: Path, trained: dict) -> list[tuple]:
     """Probe and recipes on one set -> table rows. `trained`: {(set, recipe, input, seed): (run, wall)} of the runs
-    so far, which a set with the very same train / val rows (cross after noto) scores instead of retraining."""
+    so far, which a set with the very same train / val rows (cross after noto) scores instead of retraining.
+
+    Order: `best` first, whose prefix pass also keeps the frozen encoders' embeddings (mmcli/frozen.py), then the
+    probe and the other recipes, which read them; the table keeps the order probe, recipes as listed."""
     csv_path = build(name, args.data, args.src)
     twin = next((other for other in ("noto",) if name == "cross" and any(k[0] == other for k in trained)
                  and fit_rows(csv_path) == fit_rows(build(other, args.data, args.src))), None)
     if twin:
         print(f"{name}: train / val rows identical to {twin}'s: scoring {twin}'s runs", file=sys.stderr, flush=True)
+    results = {}
+    for recipe in [r for r in args.recipes if r == "best"]:
+        results[recipe] = recipe_rows(name, recipe, csv_path, args, tmp, trained, twin)
     t = time.perf_counter()
     feats, y, split = features(csv_path, tuple(s for s in args.sets if s.startswith("data.")))  # e.g. data.resize
     feat_s = time.perf_counter() - t
@@ -143,35 +149,43 @@ def bench_set(name: str, args, tmp: Path, trained: dict) -> list[tuple]:
         rows.append((name, "probe (LogReg, C on val)", mod, [p["accuracy"]], [p["macro_f1"]], 0.0, f"C={p['C']}"))
     counts = [int((split == s).sum()) for s in (0, 1, 2)]
     print(f"{name}: {counts[0]} train / {counts[1]} val / {counts[2]} test rows, {len(set(y))} labels; frozen "
-          f"features {feat_s:.0f} s (cached after the first run)", file=sys.stderr, flush=True)
-    for recipe in args.recipes:
-        preset, extra = RECIPES[recipe]
-        late = _late(preset, extra + args.sets)
-        for mod in args.modalities:
-            if mod != "fused" and late and args.single == "heads":
-                continue  # the fused runs' own per-input heads give these rows (below)
-            res = []
-            for seed in args.seeds:
-                out = (args.keep_runs or tmp / "runs") / f"{name}-{recipe}-{mod}-{seed}"
-                heads = late and mod == "fused"
-                if twin and (twin, recipe, mod, seed) in trained:
-                    run, wall = trained[twin, recipe, mod, seed]
-                    r = score_run(run, csv_path, args.split, wall, heads)
-                else:
-                    r = run_mm(csv_path, preset, extra + MODALITIES[mod] + args.sets, seed, out, args.split)
-                    trained[name, recipe, mod, seed] = (r["run"], r["wall"])
-                    if heads:
-                        r = score_run(r["run"], csv_path, args.split, r["wall"], heads)
-                res.append(r)
-                print(f"  {recipe} {mod} seed {seed}: acc {res[-1]['accuracy']:.4f} f1 {res[-1]['macro_f1']:.4f} "
-                      f"{res[-1]['wall']:.1f} s epochs {res[-1]['epochs']}"
-                      + "".join(f"; {n} head {a:.4f}" for n, (a, _) in res[-1].get("heads", {}).items()),
-                      file=sys.stderr, flush=True)
-            rows.append((name, recipe, mod, [r["accuracy"] for r in res], [r["macro_f1"] for r in res],
-                         statistics.median(r["wall"] for r in res), " ".join(r["epochs"] for r in res)))
-            for n in res[0].get("heads", {}) if len(res[0].get("heads", {})) > 1 else ():
-                rows.append((name, recipe, f"{n} (fused run's {n} head)", [r["heads"][n][0] for r in res],
-                             [r["heads"][n][1] for r in res], rows[-1][5], rows[-1][6]))
+          f"features {feat_s:.0f} s (kept by the first run that computed them)", file=sys.stderr, flush=True)
+    for recipe in [r for r in args.recipes if r not in results]:
+        results[recipe] = recipe_rows(name, recipe, csv_path, args, tmp, trained, twin)
+    return rows + [r for recipe in args.recipes for r in results[recipe]]
+
+
+def recipe_rows(name: str, recipe: str, csv_path: Path, args, tmp: Path, trained: dict, twin: str | None,
+                ) -> list[tuple]:
+    """One recipe's runs on one set, every input of `args.modalities` over every seed -> table rows."""
+    preset, extra = RECIPES[recipe]
+    late = _late(preset, extra + args.sets)
+    rows = []
+    for mod in args.modalities:
+        if mod != "fused" and late and args.single == "heads":
+            continue  # the fused runs' own per-input heads give these rows (below)
+        res = []
+        for seed in args.seeds:
+            out = (args.keep_runs or tmp / "runs") / f"{name}-{recipe}-{mod}-{seed}"
+            heads = late and mod == "fused"
+            if twin and (twin, recipe, mod, seed) in trained:
+                run, wall = trained[twin, recipe, mod, seed]
+                r = score_run(run, csv_path, args.split, wall, heads)
+            else:
+                r = run_mm(csv_path, preset, extra + MODALITIES[mod] + args.sets, seed, out, args.split)
+                trained[name, recipe, mod, seed] = (r["run"], r["wall"])
+                if heads:
+                    r = score_run(r["run"], csv_path, args.split, r["wall"], heads)
+            res.append(r)
+            print(f"  {recipe} {mod} seed {seed}: acc {res[-1]['accuracy']:.4f} f1 {res[-1]['macro_f1']:.4f} "
+                  f"{res[-1]['wall']:.1f} s epochs {res[-1]['epochs']}"
+                  + "".join(f"; {n} head {a:.4f}" for n, (a, _) in res[-1].get("heads", {}).items()),
+                  file=sys.stderr, flush=True)
+        rows.append((name, recipe, mod, [r["accuracy"] for r in res], [r["macro_f1"] for r in res],
+                     statistics.median(r["wall"] for r in res), " ".join(r["epochs"] for r in res)))
+        for n in res[0].get("heads", {}) if len(res[0].get("heads", {})) > 1 else ():
+            rows.append((name, recipe, f"{n} (fused run's {n} head)", [r["heads"][n][0] for r in res],
+                         [r["heads"][n][1] for r in res], rows[-1][5], rows[-1][6]))
     return rows
 
 

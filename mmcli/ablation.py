@@ -25,18 +25,20 @@ def ablation_masks(modalities: list[str]) -> dict[str, np.ndarray]:
 
 
 @torch.inference_mode()
-def predict_with_masks(model, batches, masks: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def predict_with_masks(model, batches, masks: list[np.ndarray], cached=None,
+                       ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Score every batch once per keep-mask (batches are read and decoded once, and each encoder runs once per
     batch: the masks only change which rows of its output the fusion sees).
 
-    `masks` bool [M] each; a row's presence becomes `present & mask`. -> (probs float [N, C] per mask,
+    `masks` bool [M] each; a row's presence becomes `present & mask`. `cached(pos)`: precomputed tables' rows, as
+    `predict_probs` takes them. -> (probs float [N, C] per mask,
     labels int [N], cache positions int [N]).
     """
     model.eval()
     probs: list[list[torch.Tensor]] = [[] for _ in masks]
     labels, positions = [], []
     for inputs, present, y, pos in batches:
-        encoded = model.encode_inputs(inputs)
+        encoded = model.encode_inputs(inputs, cached(pos) if cached else None)
         for i, keep in enumerate(masks):
             visible = present & torch.as_tensor(keep, device=present.device)[None, :]
             logits = model.classify(model.with_missing(encoded, visible), visible)
@@ -59,18 +61,18 @@ def presence_slices(present: np.ndarray, modalities: list[str]) -> dict[str, np.
 
 
 def run_ablation(model, batches, names: list[str], modalities: list[str], present: np.ndarray,
-                 modality_dropout: float = 0.0) -> tuple:
+                 modality_dropout: float = 0.0, cached=None) -> tuple:
     """Score the full model and every ablation setting in one pass over `batches`.
 
     `present` bool [rows in the cache, M] (the cache's presence array); `modality_dropout` the run's setting,
-    recorded because it decides how meaningful hiding a modality is. -> (full probs [N, C], labels [N],
+    recorded because it decides how meaningful hiding a modality is; `cached` as `predict_probs` takes it. -> (full probs [N, C], labels [N],
     positions [N], ablation dict as described in docs/eval-json.md).
     """
     masks = ablation_masks(modalities)
     # with two modalities "only image" equals "without text": score each distinct mask once
     keys = list(dict.fromkeys(tuple(m) for m in masks.values()))
     distinct = {k: i for i, k in enumerate(keys)}
-    probs, labels, positions = predict_with_masks(model, batches, [np.array(k) for k in keys])
+    probs, labels, positions = predict_with_masks(model, batches, [np.array(k) for k in keys], cached)
     scored = {name: summary(classification_metrics(probs[distinct[tuple(m)]], labels, names))
               for name, m in masks.items()}
     full = scored["full"]

@@ -65,6 +65,7 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
     """
     from mmcli.data.dataset import Batches, input_specs
     from mmcli.errors import DataError
+    from mmcli.frozen import kept_tables
     from mmcli.loading import load_run, prepare_csv
     from mmcli.progress import warn
     from mmcli.report import misclassified_examples
@@ -74,10 +75,13 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
     idx, n_unseen, unseen = _scored_rows(cache, csv, split)
     if len(idx) == 0:
         raise DataError(f"{csv}: no rows left to evaluate (bad rows: {len(bad)}, unseen labels: {n_unseen})")
+    # the tables training kept for this file (frozen encoders' embeddings, frozen blocks' outputs): same scores
+    cached, skip = kept_tables(loaded.model, cache, loaded.device)
     batches = Batches(cache, idx, batch_size or loaded.cfg.train.batch_size, input_specs(loaded.model),
-                      device=loaded.device)
+                      device=loaded.device, skip=skip)
     if getattr(loaded.model, "multi_label", False):
-        return _evaluate_multilabel(loaded, cache, batches, bad, n_unseen, unseen, csv, split, out_dir, gates)
+        return _evaluate_multilabel(loaded, cache, batches, cached, bad, n_unseen, unseen, csv, split, out_dir,
+                                    gates)
     ablation = None
     if ablate:
         from mmcli.ablation import run_ablation
@@ -87,9 +91,10 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
             warn("--ablate: the run was trained with train.modality_dropout=0, so hiding a modality puts the "
                  "model in a situation it never saw in training")
         probs, labels, positions, ablation = run_ablation(loaded.model, batches, loaded.labels,
-                                                          [i["name"] for i in cache.inputs], cache.present, dropout)
+                                                          [i["name"] for i in cache.inputs], cache.present, dropout,
+                                                          cached)
     else:
-        probs, labels, positions = predict_probs(loaded.model, batches)
+        probs, labels, positions = predict_probs(loaded.model, batches, cached)
     metrics = classification_metrics(probs, labels, loaded.labels)
     metrics.update(bad_rows=len(bad), unseen_label_rows=n_unseen, unseen_labels=unseen, csv=str(csv), split=split,
                    run=str(run))
@@ -109,7 +114,7 @@ def evaluate_run(run: Path, csv: Path, split: str | None = None, batch_size: int
     return metrics
 
 
-def _evaluate_multilabel(loaded, cache, batches, bad, n_unseen, unseen, csv, split, out_dir, gates) -> dict:
+def _evaluate_multilabel(loaded, cache, batches, cached, bad, n_unseen, unseen, csv, split, out_dir, gates) -> dict:
     """`mm eval` for a multi-label run: sigmoid outputs at the run's tuned thresholds (thresholds.json)."""
     import json
 
@@ -119,7 +124,7 @@ def _evaluate_multilabel(loaded, cache, batches, bad, n_unseen, unseen, csv, spl
     run = loaded.run
     saved = json.loads((run / "thresholds.json").read_text(encoding="utf-8"))
     thresholds = np.array([saved.get(n, 0.5) for n in loaded.labels])
-    probs, targets, _ = predict_probs(loaded.model, batches)
+    probs, targets, _ = predict_probs(loaded.model, batches, cached)
     metrics = multilabel_metrics(probs, targets, loaded.labels, thresholds)
     metrics.update(bad_rows=len(bad), unseen_label_rows=n_unseen, unseen_labels=unseen, csv=str(csv), split=split,
                    run=str(run))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,6 +44,19 @@ def _key(cache, name: str, enc: torch.nn.Module, k: int = 0) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+def _path(cache, name: str, enc: torch.nn.Module, k: int, view: str | None) -> Path:
+    """Where the table of `name`'s encoder (its first `k` blocks, or all of it for k = 0) over `view` is kept."""
+    stem = f"{'prefix' if k else 'embeddings'}{'_' + view if view else ''}"
+    return cache.dir / f"{stem}_{name}_{_key(cache, name, enc, k)}.npy"
+
+
+def _save(path: Path, table: torch.Tensor) -> None:
+    try:
+        save_npy(path, table.numpy())
+    except (OSError, WriteFailed):  # a read-only or full cache folder costs the reuse, not the run
+        pass
+
+
 @torch.inference_mode()
 def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: str,
                       prefixes: dict[str, int] | None = None, view: str | None = None) -> dict[str, torch.Tensor]:
@@ -52,47 +66,85 @@ def frozen_embeddings(model, cache, names: list[str], batch_size: int, device: s
     (the encoder then runs whole every step) when it would exceed `PREFIX_TABLE_BYTES`.
 
     The table is kept in the cache folder, keyed by its input data and the encoder (`_key`), so the next
-    run over the same data and encoder (another fusion, seed or learning rate) skips the encoder entirely.
+    run over the same data and encoder (another fusion, seed or learning rate) skips the encoder entirely. A
+    prefix pass also runs the rest of the (still untrained) encoder over each batch and keeps the whole encoder's
+    embeddings too, when they are not kept yet: the later blocks cost a fraction of the pass, and a frozen-encoder
+    run over the same data (the zero-config preset after `best`, or LP-FT's probe) then needs no pass of its own.
 
     `view`: the same tables over each input re-rendered by its kind's `view(view, x)` (an image mirrored, or in
     grey), another view of every row for training (`train.views`); kept under its own file name."""
-    from mmcli import modalities
-
-    specs = input_specs(model)
-    idx = cache.indices()
     prefixes = prefixes or {}
     out = {}
     for name in names:
         enc, k = model.encoders[name], prefixes.get(name, 0)
         enc.eval()
-        stem = f"{'prefix' if k else 'embeddings'}{'_' + view if view else ''}"
-        saved = cache.dir / f"{stem}_{name}_{_key(cache, name, enc, k)}.npy"
+        saved = _path(cache, name, enc, k, view)
         if saved.exists():
             out[name] = torch.from_numpy(np.load(saved))
             continue
-        run = (lambda x, enc=enc, k=k: enc.forward_until(x, k)) if k else enc
-        table = None
-        others = {i["name"] for i in cache.inputs} - {name}
-        batches = Batches(cache, idx, batch_size, specs, device=device, skip=others)
-        for inputs, _, _, pos in batches:
-            x = modalities.get(model.kinds[name]).view(view, inputs[name]) if view else inputs[name]
-            rows = run(x).float().cpu()
-            if table is None:
-                size = len(cache.rows) * rows[0].numel() * 4
-                if k and size > PREFIX_TABLE_BYTES:
-                    info(f"{name}: the frozen blocks' outputs would take {size / 2**30:.1f} GiB; they run every "
-                         "step instead")
-                    break
-                table = torch.zeros(len(cache.rows), *rows.shape[1:])
-            table[pos] = rows
-        if table is None:
+        full = _path(cache, name, enc, 0, view) if k else None
+        tables = _run_encoder(model, cache, name, k, batch_size, device, view, whole=full is not None
+                              and not full.exists())
+        if tables is None:
             continue
-        try:
-            save_npy(saved, table.numpy())
-        except (OSError, WriteFailed):  # a read-only or full cache folder costs the reuse, not the run
-            pass
-        out[name] = table
+        out[name], whole = tables
+        _save(saved, out[name])
+        if whole is not None:
+            _save(full, whole)
     return out
+
+
+def _run_encoder(model, cache, name: str, k: int, batch_size: int, device: str, view: str | None,
+                 whole: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """One pass of `name`'s encoder (its first `k` blocks for k > 0) over every valid row -> (table
+    `[N_cache, ...]`, and with `whole` the full encoder's embeddings `[N_cache, D]` from the same pass, else None),
+    or None when a prefix table would exceed `PREFIX_TABLE_BYTES`."""
+    from mmcli import modalities
+
+    enc = model.encoders[name]
+    others = {i["name"] for i in cache.inputs} - {name}
+    batches = Batches(cache, cache.indices(), batch_size, input_specs(model), device=device, skip=others)
+    table = embedded = None
+    for inputs, _, _, pos in batches:
+        x = modalities.get(model.kinds[name]).view(view, inputs[name]) if view else inputs[name]
+        h = enc.forward_until(x, k) if k else enc(x)
+        rows = h.float().cpu()
+        emb = enc.forward_from(h, k).float().cpu() if k and whole else None
+        if table is None:
+            size = len(cache.rows) * rows[0].numel() * 4
+            if k and size > PREFIX_TABLE_BYTES:
+                info(f"{name}: the frozen blocks' outputs would take {size / 2**30:.1f} GiB; they run every "
+                     "step instead")
+                return None
+            table = torch.zeros(len(cache.rows), *rows.shape[1:])
+            embedded = torch.zeros(len(cache.rows), emb.shape[1]) if emb is not None else None
+        table[pos] = rows
+        if emb is not None:
+            embedded[pos] = emb
+    return None if table is None else (table, embedded)
+
+
+def kept_tables(model, cache, device: str) -> tuple[Callable[[torch.Tensor], dict] | None, set[str]]:
+    """Scoring a trained run over a file that training (or another run) already cached: the tables kept in the
+    cache folder for this model's frozen encoders (embeddings) and partly frozen ones (their frozen blocks' outputs,
+    `cached_prefix` then set so that only the rest runs), found by the same keys, never computed here. A trained
+    encoder's frozen blocks still hold their pretrained weights, so the key of the table training used still
+    matches. -> (lookup cache positions `[B]` -> {input: rows of its table} as `predict_probs` takes it, or None;
+    the inputs it covers, which need not be loaded)."""
+    tables = {}
+    for name in model.names:
+        enc = model.encoders[name]
+        frozen = getattr(enc, "fully_frozen", False)
+        k = 0 if frozen else getattr(enc, "cacheable_prefix", lambda: 0)()
+        if not (frozen or k):
+            continue
+        path = _path(cache, name, enc, k, None)
+        if path.exists():
+            tables[name] = torch.from_numpy(np.load(path))
+            enc.cached_prefix = k
+    if not tables:
+        return None, set()
+    return (lambda pos: {n: t[pos].to(device) for n, t in tables.items()}), set(tables)
 
 
 def view_tables(model, cache, batch_size: int, device: str, table: dict[str, torch.Tensor],

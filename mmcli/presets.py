@@ -21,9 +21,9 @@ _FROZEN = {
     # Late fusion with an MLP head per input (hidden 256), each trained on its own loss, weighted per row by how
     # sure each head is: fused test accuracy 0.902 / 0.790 / 0.934 / 0.854 against 0.891 / 0.771 / 0.909 / 0.819
     # for one MLP head over the concatenated embeddings (noto / openmoji / mdi / cross, 3 seeds; mean 0.870 against
-    # 0.848; benchmarks/results/accuracy_full.log against accuracy_full_before_late_mlp.log). Linear heads
-    # instead, trained jointly as linear heads over frozen encoders are, were level with the concatenation (0.850;
-    # accuracy_zero_config_late_linear_fused.log).
+    # 0.848; benchmarks/results/accuracy_full_before_kept_tables.log against accuracy_full_before_late_mlp.log).
+    # Linear heads instead, trained jointly as linear heads over frozen encoders are, were level with the
+    # concatenation (0.850; accuracy_zero_config_late_linear_fused.log).
     "model": {"image_encoder": "effnet_lite0", "text_encoder": "minilm", "freeze": ["pretrained"],
               "unfreeze_last": 0, "fusion": "late", "late_weighting": "entropy", "late_hidden": 256},
     # Unchanging pixels let the frozen encoders run once per row; the embeddings are kept in the cache folder.

@@ -140,11 +140,16 @@ def kept_tables(model, cache, device: str) -> tuple[Callable[[torch.Tensor], dic
             continue
         path = _path(cache, name, enc, k, None)
         if path.exists():
-            tables[name] = torch.from_numpy(np.load(path))
+            # memory-mapped: scoring a split reads its rows only, not a prefix table of up to PREFIX_TABLE_BYTES
+            tables[name] = np.load(path, mmap_mode="r")
             enc.cached_prefix = k
     if not tables:
         return None, set()
-    return (lambda pos: {n: t[pos].to(device) for n, t in tables.items()}), set(tables)
+
+    def lookup(pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: torch.from_numpy(t[np.asarray(pos)]).to(device) for n, t in tables.items()}
+
+    return lookup, set(tables)
 
 
 def view_tables(model, cache, batch_size: int, device: str, table: dict[str, torch.Tensor],

@@ -31,8 +31,7 @@ def predict_with_masks(model, batches, masks: list[np.ndarray], cached=None,
     batch: the masks only change which rows of its output the fusion sees).
 
     `masks` bool [M] each; a row's presence becomes `present & mask`. `cached(pos)`: precomputed tables' rows, as
-    `predict_probs` takes them. -> (probs float [N, C] per mask,
-    labels int [N], cache positions int [N]).
+    `predict_probs` takes them. -> (probs float [N, C] per mask, labels int [N], cache positions int [N]).
     """
     model.eval()
     probs: list[list[torch.Tensor]] = [[] for _ in masks]
@@ -65,8 +64,8 @@ def run_ablation(model, batches, names: list[str], modalities: list[str], presen
     """Score the full model and every ablation setting in one pass over `batches`.
 
     `present` bool [rows in the cache, M] (the cache's presence array); `modality_dropout` the run's setting,
-    recorded because it decides how meaningful hiding a modality is; `cached` as `predict_probs` takes it. -> (full probs [N, C], labels [N],
-    positions [N], ablation dict as described in docs/eval-json.md).
+    recorded because it decides how meaningful hiding a modality is; `cached` as `predict_probs` takes it.
+    -> (full probs [N, C], labels [N], positions [N], ablation dict as described in docs/eval-json.md).
     """
     masks = ablation_masks(modalities)
     # with two modalities "only image" equals "without text": score each distinct mask once

@@ -2,8 +2,9 @@
 folder and the torch-free ONNX bundle runtime both call these, so their inputs are identical by construction.
 
 The steps mirror the cache (mmcli/vision.py decodes with torchvision there, and calls `decode_rgb` here for a JPEG
-large enough to decode at a reduced scale): decode, EXIF orientation, alpha over white, grey and palette to RGB; shorter side to `data.image_size` (bilinear, antialiased) and a centre crop; then
-the encoder's own size and normalisation.
+large enough to decode at a reduced scale): decode, EXIF orientation, alpha over white, grey and palette to RGB;
+shorter side to `data.image_size` (bilinear, antialiased) and a centre crop; then the encoder's own size and
+normalisation.
 """
 
 from __future__ import annotations
